@@ -71,7 +71,7 @@ type Endpoint struct {
 // GlobalErrors may be returned by any endpoint.
 func GlobalErrors() []ErrorSpec {
 	return []ErrorSpec{ErrUnauthorized, ErrMalformedRequest, ErrTooLarge, ErrFull,
-		ErrEngineUnavailable, ErrInternal, ErrRouteNotFound}
+		ErrEngineUnavailable, ErrShuttingDown, ErrInternal, ErrRouteNotFound}
 }
 
 // ClientErrors are reported by the client when no answer arrives.

@@ -150,6 +150,11 @@ var (
 		Message:     "internal error: {reason}",
 		Suggestions: []string{"see the daemon's log for details and report it if it repeats"},
 	}
+	ErrShuttingDown = ErrorSpec{
+		Name: "shuttingDown", Status: 503,
+		Message:     "nbpool is shutting down and takes no new launches",
+		Suggestions: []string{"retry in a few seconds, once the daemon is back"},
+	}
 	ErrRouteNotFound = ErrorSpec{
 		Name: "routeNotFound", Status: 404, Statuses: []int{405},
 		Message:     "no endpoint {method} {path}",

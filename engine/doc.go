@@ -25,7 +25,10 @@
 //     with a remote engine whose clock is skewed, events near the start can
 //     be missed or repeated. Events while no stream is open are lost; List
 //     after reconnecting.
-//   - EnsureNetwork relies on the engine refusing a second network of the
-//     same name; engines older than API 1.44 do that only when asked, which
-//     the SDK does for them.
+//   - Engines before API 1.44 (Docker 20.10 is 1.41) check a new network's
+//     name for duplicates, but not atomically: daemons creating the launch
+//     network at the same moment get one network each, all with one name,
+//     and the name is then ambiguous for inspect and start. EnsureNetwork
+//     settles on the oldest, removes the managed duplicates it can, and Run
+//     attaches containers by network ID, which starts them anyway.
 package engine

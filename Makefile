@@ -1,0 +1,46 @@
+# nbpool — make run starts the daemon, make test passes its tests.
+SHELL := /bin/bash
+GO ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse --short HEAD 2>/dev/null)
+LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
+BIN := bin/nbpool
+CONFIG ?=
+
+.PHONY: build run test test-go vet images image-fakenb image-jupyter engine deps bench bench-quick clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
+
+# make run: serve on 127.0.0.1:8000 with the default jupyter binding; uses the
+# local Debian-built Jupyter image when the configured one cannot be pulled.
+run: build engine
+	./contrib/run.sh $(CONFIG)
+
+# make test: everything CI runs. Fails when no Docker engine answers.
+test: engine deps images vet test-go
+
+test-go:
+	$(GO) test -race -count=1 -timeout 40m ./...
+
+vet:
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
+	$(GO) vet ./...
+
+engine:
+	@docker info >/dev/null 2>&1 || { echo "no Docker engine answers (check dockerd and DOCKER_HOST)"; exit 1; }
+
+# Debian packages the tests need (a real browser, wrk, nginx, CHP).
+deps:
+	@./contrib/deps.sh
+
+images: image-fakenb image-jupyter
+
+image-fakenb:
+	./testdata/images/fakenb/build.sh
+
+image-jupyter:
+	./testdata/images/jupyter/build.sh
+
+clean:
+	rm -rf bin

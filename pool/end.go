@@ -1,0 +1,175 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nbpool/nbpool/api"
+)
+
+// InUseError is returned by RemoveBinding when the binding still has claimed
+// launches and force is not set. It matches ErrInUse.
+type InUseError struct {
+	Binding string
+	Claimed int
+}
+
+func (e *InUseError) Error() string {
+	return fmt.Sprintf("binding %s has %d claimed launches", e.Binding, e.Claimed)
+}
+
+// Is makes errors.Is(err, ErrInUse) hold.
+func (e *InUseError) Is(target error) bool { return target == ErrInUse }
+
+// End ends a live launch for reason: its route goes, its record moves to
+// history and its container is removed; the pool refills. It returns the
+// ended record, or ErrNotFound when no live launch has the id.
+func (m *Manager) End(ctx context.Context, id, reason string) (api.Launch, error) {
+	m.mu.Lock()
+	ln := m.launches[id]
+	if ln == nil || ln.ended {
+		m.mu.Unlock()
+		return api.Launch{}, fmt.Errorf("end launch %s: %w", id, ErrNotFound)
+	}
+	m.unlinkLocked(ln)
+	ln.ended = true
+	m.mu.Unlock()
+	return m.finish(ctx, ln, reason), nil
+}
+
+// EndIf ends the launch only if keep reports false for its current record,
+// deciding under the manager's lock (the culler uses it so a launch that
+// became active is not culled).
+func (m *Manager) EndIf(ctx context.Context, id, reason string, keep func(api.Launch) bool) (api.Launch, bool) {
+	m.mu.Lock()
+	ln := m.launches[id]
+	if ln == nil || ln.ended || keep(ln.rec) {
+		m.mu.Unlock()
+		return api.Launch{}, false
+	}
+	m.unlinkLocked(ln)
+	ln.ended = true
+	m.mu.Unlock()
+	return m.finish(ctx, ln, reason), true
+}
+
+// RemoveBinding ends every launch of a binding and forgets its pool. With
+// claimed launches it fails with *InUseError unless force is set.
+func (m *Manager) RemoveBinding(ctx context.Context, name string, force bool) error {
+	m.mu.Lock()
+	p := m.pools[name]
+	if p == nil || p.deleted {
+		m.mu.Unlock()
+		return fmt.Errorf("remove binding %s: %w", name, ErrNoBinding)
+	}
+	if p.claimed > 0 && !force {
+		m.mu.Unlock()
+		return &InUseError{Binding: name, Claimed: p.claimed}
+	}
+	p.deleted = true
+	delete(m.pools, name)
+	var ends []*launch
+	for _, ln := range m.launches {
+		if ln.pool == p {
+			ends = append(ends, ln)
+		}
+	}
+	for _, ln := range ends {
+		m.unlinkLocked(ln)
+		ln.ended = true
+	}
+	m.mu.Unlock()
+	for _, ln := range ends {
+		m.finish(ctx, ln, api.EndDeleted)
+	}
+	return nil
+}
+
+// unlinkLocked takes a launch out of its pool and the launch table and
+// uncounts it. Callers hold m.mu.
+func (m *Manager) unlinkLocked(ln *launch) {
+	if _, ok := m.launches[ln.rec.ID]; !ok {
+		return
+	}
+	p := ln.pool
+	switch ln.rec.State {
+	case api.StateWarming:
+		p.warming = remove(p.warming, ln)
+	case api.StateAvailable:
+		p.available = remove(p.available, ln)
+	case api.StateClaimed:
+		p.claimed--
+	}
+	delete(m.launches, ln.rec.ID)
+	m.total--
+}
+
+// finish completes the end of a launch already unlinked and marked ended:
+// the route goes, a creation in flight is cancelled, the container is removed
+// and the record moves to history.
+func (m *Manager) finish(ctx context.Context, ln *launch, reason string) api.Launch {
+	m.mu.Lock()
+	cancel := ln.cancel
+	containerID := ln.rec.ContainerID
+	m.mu.Unlock()
+	m.opts.Router.Remove(ln.rec.ID)
+	if cancel != nil {
+		cancel()
+	}
+	if containerID != "" {
+		if err := m.opts.Engine.Remove(ctx, containerID); err != nil {
+			m.log.Warn().Err(err).Str("launch", ln.rec.ID).Str("binding", ln.rec.Binding).Msg("remove container")
+		}
+	}
+	rec := m.record(ctx, ln, reason, "")
+	m.log.Info().Str("launch", rec.ID).Str("binding", rec.Binding).Str("reason", reason).Msg("launch ended")
+	m.Kick()
+	return rec
+}
+
+// record writes the end of a launch to the store and wakes its watchers.
+func (m *Manager) record(ctx context.Context, ln *launch, reason, errMsg string) api.Launch {
+	now := time.Now().UTC()
+	m.mu.Lock()
+	ln.rec.State, ln.rec.EndReason, ln.rec.Ended, ln.rec.Error = api.StateEnded, reason, now, errMsg
+	ln.rec.Phase = "ended"
+	if reason == api.EndFailed {
+		ln.rec.Phase = "failed"
+	}
+	rec := ln.rec
+	ln.notify()
+	m.mu.Unlock()
+
+	_, err := m.opts.Store.UpdateLaunch(ctx, rec.ID, func(s *api.Launch) error {
+		s.State, s.EndReason, s.Ended, s.Error, s.Phase = rec.State, rec.EndReason, rec.Ended, rec.Error, rec.Phase
+		if s.LastActivity.Before(rec.LastActivity) {
+			s.LastActivity = rec.LastActivity
+		}
+		s.ContainerID, s.Address = rec.ContainerID, rec.Address
+		return nil
+	})
+	if err != nil && !errors.Is(err, context.Canceled) {
+		// No live record (it was never written, or already moved): keep the
+		// history anyway.
+		if perr := m.opts.Store.PutLaunch(ctx, rec); perr != nil {
+			m.log.Error().Err(errors.Join(err, perr)).Str("launch", rec.ID).Msg("record end of launch")
+		}
+	}
+	if o := m.opts.Observer; o != nil {
+		o.Ended(rec.Binding, reason)
+	}
+	return rec
+}
+
+func remove(ls []*launch, ln *launch) []*launch {
+	for i, x := range ls {
+		if x == ln {
+			copy(ls[i:], ls[i+1:])
+			ls[len(ls)-1] = nil
+			return ls[:len(ls)-1]
+		}
+	}
+	return ls
+}

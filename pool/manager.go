@@ -1,0 +1,304 @@
+package pool
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/nbpool/nbpool/api"
+	"github.com/nbpool/nbpool/engine"
+	"github.com/nbpool/nbpool/proxy"
+)
+
+// Sentinel errors of the pool.
+var (
+	// ErrFull means no container can be handed out or started: the binding's
+	// max or the daemon's capacity is reached.
+	ErrFull = errors.New("no container free")
+	// ErrNoBinding means the binding has no pool (it does not exist).
+	ErrNoBinding = errors.New("no such binding")
+	// ErrNotFound means no live launch has that id.
+	ErrNotFound = errors.New("no such launch")
+	// ErrInUse means a binding still has claimed launches.
+	ErrInUse = errors.New("binding has claimed launches")
+	// ErrClosed means the manager no longer takes spawns (shutting down).
+	ErrClosed = errors.New("shutting down")
+	// ErrEnded means a launch ended before it could be claimed.
+	ErrEnded = errors.New("launch ended")
+	// ErrBackoff means the binding's recent launches failed and it waits
+	// before trying again.
+	ErrBackoff = errors.New("binding is backing off after failures")
+)
+
+// Engine is what the pool needs from the Docker engine.
+type Engine interface {
+	EnsureImage(ctx context.Context, ref string) error
+	Run(ctx context.Context, s engine.Spec) (engine.Container, error)
+	Remove(ctx context.Context, id string) error
+}
+
+// Store is what the pool needs from the store.
+type Store interface {
+	PutLaunch(ctx context.Context, l api.Launch) error
+	UpdateLaunch(ctx context.Context, id string, fn func(*api.Launch) error) (api.Launch, error)
+}
+
+// Router is what the pool needs from the proxy.
+type Router interface {
+	Add(r proxy.Route)
+	Remove(id string)
+	// Touch sets a route's last activity (restored at restart).
+	Touch(id string, t time.Time)
+}
+
+// Options configure a Manager.
+type Options struct {
+	Engine   Engine
+	Store    Store
+	Router   Router
+	Log      zerolog.Logger
+	Instance string // names containers: nbpool-<instance>-<launch id>
+	// Capacity bounds the live launches of all bindings together.
+	Capacity int
+	// Concurrency bounds container creations in flight; default 4.
+	Concurrency int
+	// Observer, if set, is told about spawns, failures and ends (metrics).
+	Observer Observer
+}
+
+// Observer receives the pool's events, for metrics. Calls are made without
+// the manager's lock held and must not block.
+type Observer interface {
+	Claimed(binding string, cold bool, wait time.Duration)
+	Created(binding string, took time.Duration, err error)
+	Ended(binding, reason string)
+}
+
+// Manager owns the pools and every live launch. It is safe for concurrent
+// use; Run must be running for pools to fill.
+type Manager struct {
+	opts  Options
+	log   zerolog.Logger
+	probe *http.Client
+	sem   chan struct{}
+	kick  chan struct{}
+
+	mu       sync.Mutex
+	ctx      context.Context // the Run context: creations live under it
+	pools    map[string]*pool
+	launches map[string]*launch
+	total    int
+	closed   bool
+	wg       sync.WaitGroup // creation goroutines
+}
+
+// pool is one binding's set of launches. Guarded by Manager.mu.
+type pool struct {
+	binding   api.Binding
+	size      api.PoolSpec // effective size: runtime override or the binding's
+	gen       int          // bumped when the binding changes
+	available []*launch    // FIFO: oldest first
+	warming   []*launch
+	claimed   int
+	deleted   bool
+
+	failures     int
+	lastErr      string
+	lastCause    error
+	backoffUntil time.Time
+	imageReady   bool
+}
+
+func (p *pool) live() int { return len(p.available) + len(p.warming) + p.claimed }
+
+// launch is a live launch in memory. rec is guarded by Manager.mu.
+type launch struct {
+	rec     api.Launch
+	pool    *pool
+	gen     int
+	ended   bool
+	cause   error              // why its creation failed
+	cancel  context.CancelFunc // cancels its creation
+	changed chan struct{}      // closed and replaced on every change
+}
+
+// notify wakes the watchers of l. Callers hold Manager.mu.
+func (l *launch) notify() {
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// New returns a Manager. Call Run to start filling pools.
+func New(opts Options) *Manager {
+	if opts.Concurrency <= 0 {
+		opts.Concurrency = 4
+	}
+	return &Manager{
+		opts:     opts,
+		log:      opts.Log.With().Str("component", "pool").Logger(),
+		probe:    newProbeClient(),
+		sem:      make(chan struct{}, opts.Concurrency),
+		kick:     make(chan struct{}, 1),
+		pools:    map[string]*pool{},
+		launches: map[string]*launch{},
+	}
+}
+
+// Kick wakes the refill loop. It never blocks.
+func (m *Manager) Kick() {
+	select {
+	case m.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run fills and trims the pools until ctx ends, then waits for creations in
+// flight to finish. It must be called once, after the bindings are set.
+func (m *Manager) Run(ctx context.Context) error {
+	m.mu.Lock()
+	m.ctx = ctx
+	m.mu.Unlock()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	for {
+		m.fill(ctx)
+		select {
+		case <-ctx.Done():
+			m.wg.Wait()
+			return nil
+		case <-m.kick:
+		case <-tick.C:
+		}
+	}
+}
+
+// Close stops taking spawns; pools no longer refill. Live launches are kept.
+func (m *Manager) Close() {
+	m.mu.Lock()
+	m.closed = true
+	m.mu.Unlock()
+}
+
+// SetBinding adds or replaces a binding's pool definition. size is the
+// effective pool size (a runtime override, or b.Pool). Available launches
+// made from an older definition are replaced; claimed ones keep running.
+func (m *Manager) SetBinding(ctx context.Context, b api.Binding, size api.PoolSpec) {
+	m.mu.Lock()
+	p := m.pools[b.Name]
+	var stale []*launch
+	if p == nil {
+		p = &pool{}
+		m.pools[b.Name] = p
+	} else if !sameTemplate(p.binding, b) {
+		p.gen++
+		p.imageReady = p.imageReady && p.binding.Image == b.Image
+		p.failures, p.backoffUntil, p.lastErr = 0, time.Time{}, ""
+		stale = append(stale, p.available...)
+		for _, l := range stale {
+			m.unlinkLocked(l)
+			l.ended = true
+		}
+	}
+	p.binding, p.size = b, size
+	m.mu.Unlock()
+	for _, l := range stale {
+		m.finish(ctx, l, "binding-updated")
+	}
+	m.Kick()
+}
+
+// sameTemplate reports whether two definitions make the same containers.
+func sameTemplate(a, b api.Binding) bool {
+	a.Pool, b.Pool = api.PoolSpec{}, api.PoolSpec{}
+	a.Cull, b.Cull = api.Cull{}, api.Cull{}
+	a.Created, b.Created, a.Updated, b.Updated = time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	a.Redirect, b.Redirect = "", ""
+	ja, _ := jsonBytes(a)
+	jb, _ := jsonBytes(b)
+	return string(ja) == string(jb)
+}
+
+// Resize sets a binding's effective pool size; the pool grows or shrinks at
+// once.
+func (m *Manager) Resize(name string, size api.PoolSpec) error {
+	m.mu.Lock()
+	p := m.pools[name]
+	if p == nil || p.deleted {
+		m.mu.Unlock()
+		return fmt.Errorf("resize %s: %w", name, ErrNoBinding)
+	}
+	p.size = size
+	m.mu.Unlock()
+	m.Kick()
+	return nil
+}
+
+// Binding returns the current definition of a binding.
+func (m *Manager) Binding(name string) (api.Binding, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.pools[name]
+	if p == nil || p.deleted {
+		return api.Binding{}, false
+	}
+	return p.binding, true
+}
+
+// Capacity returns the daemon's capacity.
+func (m *Manager) Capacity() int { return m.opts.Capacity }
+
+// Pool reports one binding's pool.
+func (m *Manager) Pool(name string) (api.Pool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	p := m.pools[name]
+	if p == nil || p.deleted {
+		return api.Pool{}, fmt.Errorf("pool %s: %w", name, ErrNoBinding)
+	}
+	return p.report(name), nil
+}
+
+// Pools reports every pool, sorted by binding name.
+func (m *Manager) Pools() []api.Pool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	out := make([]api.Pool, 0, len(m.pools))
+	for name, p := range m.pools {
+		if !p.deleted {
+			out = append(out, p.report(name))
+		}
+	}
+	slices.SortFunc(out, func(a, b api.Pool) int { return cmpString(a.Binding, b.Binding) })
+	return out
+}
+
+func (p *pool) report(name string) api.Pool {
+	return api.Pool{
+		Binding: name, Running: p.claimed, Available: len(p.available), Pending: len(p.warming),
+		MinPool: p.size.Min, MaxPool: p.size.Max,
+		Failures: p.failures, LastError: p.lastErr, BackoffUntil: p.backoffUntil,
+	}
+}
+
+// Live counts live launches in all pools.
+func (m *Manager) Live() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.total
+}
+
+func cmpString(a, b string) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}

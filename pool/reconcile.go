@@ -1,0 +1,163 @@
+package pool
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nbpool/nbpool/api"
+	"github.com/nbpool/nbpool/engine"
+	"github.com/nbpool/nbpool/proxy"
+)
+
+// ReconcileReport says what a reconcile did.
+type ReconcileReport struct {
+	Claimed   int // claimed launches adopted, routes back
+	Available int // available launches probed and put back in their pool
+	Ended     int // live records ended: container gone, dead, unready or interrupted
+	Removed   int // containers removed: strangers, interrupted creations, dead
+}
+
+// Reconcile matches the live launch records of the store with the managed
+// containers of this instance, at start before Run: claimed launches get
+// their routes back with the same id and token, available ones are probed
+// and return to their pool, launches whose container vanished end as lost,
+// creations interrupted by a crash are removed and ended, and containers no
+// record knows are removed. The bindings must be set first.
+func (m *Manager) Reconcile(ctx context.Context, records []api.Launch, containers []engine.Container) (ReconcileReport, error) {
+	var rep ReconcileReport
+	byLaunch := make(map[string]engine.Container, len(containers))
+	for _, c := range containers {
+		if prev, dup := byLaunch[c.Launch]; dup || c.Launch == "" {
+			// A second container for one launch cannot be made (one name per
+			// launch), but a hand-made one could carry the label: drop it.
+			if dup {
+				m.removeContainer(ctx, prev.ID, &rep)
+			}
+			if c.Launch == "" {
+				m.removeContainer(ctx, c.ID, &rep)
+				continue
+			}
+		}
+		byLaunch[c.Launch] = c
+	}
+
+	var probes []*launch
+	for _, rec := range records {
+		c, found := byLaunch[rec.ID]
+		delete(byLaunch, rec.ID)
+		m.mu.Lock()
+		p := m.pools[rec.Binding]
+		m.mu.Unlock()
+		switch {
+		case !found:
+			m.endRecord(ctx, rec, api.EndLost, "container vanished while nbpool was down", &rep)
+		case p == nil:
+			m.removeContainer(ctx, c.ID, &rep)
+			m.endRecord(ctx, rec, api.EndDeleted, "binding no longer exists", &rep)
+		case !c.Running:
+			m.removeContainer(ctx, c.ID, &rep)
+			m.endRecord(ctx, rec, api.EndDied, fmt.Sprintf("container exited (code %d) while nbpool was down", c.ExitCode), &rep)
+		case rec.State == api.StateWarming:
+			m.removeContainer(ctx, c.ID, &rep)
+			m.endRecord(ctx, rec, api.EndFailed, "creation interrupted by a restart", &rep)
+		case rec.State == api.StateClaimed:
+			rec.ContainerID, rec.Address = c.ID, c.Address
+			m.adopt(p, rec)
+			rep.Claimed++
+		case rec.State == api.StateAvailable:
+			rec.ContainerID, rec.Address = c.ID, c.Address
+			probes = append(probes, m.adoptWarming(p, rec))
+		}
+	}
+	for _, c := range byLaunch {
+		m.removeContainer(ctx, c.ID, &rep)
+	}
+	rep.Available = m.reprobe(ctx, probes, &rep)
+	m.Kick()
+	return rep, nil
+}
+
+// adopt puts a claimed launch back with its route.
+func (m *Manager) adopt(p *pool, rec api.Launch) {
+	ln := &launch{rec: rec, pool: p, gen: p.gen, changed: make(chan struct{})}
+	m.mu.Lock()
+	m.launches[rec.ID] = ln
+	p.claimed++
+	m.total++
+	m.opts.Router.Add(proxy.Route{ID: rec.ID, Binding: rec.Binding, Target: rec.Address, Token: rec.Token})
+	m.mu.Unlock()
+	if !rec.LastActivity.IsZero() {
+		m.opts.Router.Touch(rec.ID, rec.LastActivity)
+	}
+}
+
+// adoptWarming counts an available launch as warming until its probe passes.
+func (m *Manager) adoptWarming(p *pool, rec api.Launch) *launch {
+	rec.State = api.StateWarming
+	ln := &launch{rec: rec, pool: p, gen: p.gen, changed: make(chan struct{})}
+	m.mu.Lock()
+	m.launches[rec.ID] = ln
+	p.warming = append(p.warming, ln)
+	m.total++
+	m.mu.Unlock()
+	return ln
+}
+
+// reprobe checks adopted available launches in parallel; ready ones return
+// to their pool, the others are removed and ended.
+func (m *Manager) reprobe(ctx context.Context, probes []*launch, rep *ReconcileReport) int {
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		ready int
+		sem   = make(chan struct{}, 16)
+	)
+	for _, ln := range probes {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			rec, b := ln.rec, ln.pool.binding
+			url := "http://" + rec.Address + basePath(rec.ID) + b.Readiness.Path
+			if err := m.waitReady(ctx, url, rec.Token, 5*time.Second); err != nil {
+				m.failCreate(ctx, ln, rec.ContainerID, fmt.Errorf("re-probe after restart: %w", err))
+				mu.Lock()
+				rep.Ended++
+				rep.Removed++
+				mu.Unlock()
+				return
+			}
+			m.mu.Lock()
+			if !ln.ended {
+				p := ln.pool
+				p.warming = remove(p.warming, ln)
+				ln.rec.State = api.StateAvailable
+				p.available = append(p.available, ln)
+			}
+			m.mu.Unlock()
+			mu.Lock()
+			ready++
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	return ready
+}
+
+func (m *Manager) removeContainer(ctx context.Context, id string, rep *ReconcileReport) {
+	if err := m.opts.Engine.Remove(ctx, id); err != nil {
+		m.log.Warn().Err(err).Str("container", id).Msg("remove container")
+		return
+	}
+	rep.Removed++
+}
+
+func (m *Manager) endRecord(ctx context.Context, rec api.Launch, reason, msg string, rep *ReconcileReport) {
+	ln := &launch{rec: rec, changed: make(chan struct{})}
+	m.record(ctx, ln, reason, msg)
+	m.log.Info().Str("launch", rec.ID).Str("binding", rec.Binding).Str("reason", reason).Msg(msg)
+	rep.Ended++
+}

@@ -1,0 +1,56 @@
+package web
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/nbpool/nbpool/api"
+)
+
+// health checks the store, the engine and the pools; degraded answers 503
+// (BinderHub's /health does the same).
+func (s *Server) health(c *call) (reply, error) {
+	ctx, cancel := context.WithTimeout(c.r.Context(), 3*time.Second)
+	defer cancel()
+	h := api.Health{Status: "ok", Checks: map[string]api.Check{}}
+	check := func(name string, err error) {
+		ck := api.Check{OK: err == nil}
+		if err != nil {
+			ck.Message = err.Error()
+			h.Status = "degraded"
+		}
+		h.Checks[name] = ck
+	}
+	_, err := s.opts.Store.ListBindings(ctx)
+	check("store", err)
+	check("engine", s.opts.Engine.Ping(ctx))
+	pools := api.Check{OK: true}
+	for _, p := range s.opts.Pools.Pools() {
+		if p.Failures > 0 {
+			pools.OK = false
+			pools.Message += p.Binding + ": " + p.LastError + "; "
+		}
+	}
+	h.Checks["pools"] = pools // failing pools are reported, not fatal
+	if h.Status != "ok" {
+		return reply{status: http.StatusServiceUnavailable, body: h}, nil
+	}
+	return reply{body: h}, nil
+}
+
+func (s *Server) version(c *call) (reply, error) { return reply{body: s.opts.Version}, nil }
+
+func (s *Server) openAPI(c *call) (reply, error) {
+	c.w.Header().Set("Content-Type", "application/json")
+	c.w.WriteHeader(http.StatusOK)
+	_, _ = c.w.Write(s.openapi)
+	return reply{status: written}, nil
+}
+
+func (s *Server) apiDocs(c *call) (reply, error) {
+	c.w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	c.w.WriteHeader(http.StatusOK)
+	_, _ = c.w.Write(s.docs)
+	return reply{status: written}, nil
+}

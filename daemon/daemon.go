@@ -112,6 +112,11 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, version api.Versio
 	})
 	g.Go(func() error { d.flushLoop(gctx); return nil })
 	g.Go(func() error { d.pruneLoop(gctx); return nil })
+	g.Go(func() error { d.watchEngine(gctx); return nil })
+	culler := &pool.Culler{Pools: d.pools, Activity: d.proxy, Period: cfg.Cull.Period.D(),
+		Defaults: api.Cull{IdleTimeout: cfg.Cull.IdleTimeout, MaxAge: cfg.Cull.MaxAge},
+		Log:      log.With().Str("component", "culler").Logger()}
+	g.Go(func() error { return culler.Run(gctx) })
 	g.Go(func() error {
 		<-gctx.Done()
 		if hooks.Stopping != nil {

@@ -73,6 +73,9 @@ func (m *Manager) Claim(ctx context.Context, binding, path string) (l api.Launch
 // canStart says whether a new container may be started for p. Callers hold
 // m.mu.
 func (m *Manager) canStart(p *pool) error {
+	if m.engErr != nil {
+		return m.engErr
+	}
 	if time.Now().Before(p.backoffUntil) {
 		if isImageError(p.lastCause) {
 			return p.lastCause

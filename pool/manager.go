@@ -95,6 +95,7 @@ type Manager struct {
 	launches map[string]*launch
 	total    int
 	closed   bool
+	engErr   error          // set while the engine does not answer
 	wg       sync.WaitGroup // creation goroutines
 }
 
@@ -175,6 +176,18 @@ func (m *Manager) Run(ctx context.Context) error {
 		case <-m.kick:
 		case <-tick.C:
 		}
+	}
+}
+
+// SetEngineError records that the engine does not answer (nil: it does
+// again). Meanwhile cold starts fail with the error and pools do not refill;
+// warm containers are still handed out.
+func (m *Manager) SetEngineError(err error) {
+	m.mu.Lock()
+	m.engErr = err
+	m.mu.Unlock()
+	if err == nil {
+		m.Kick()
 	}
 }
 

@@ -161,3 +161,47 @@ func (m *Manager) endRecord(ctx context.Context, rec api.Launch, reason, msg str
 	m.log.Info().Str("launch", rec.ID).Str("binding", rec.Binding).Str("reason", reason).Msg(msg)
 	rep.Ended++
 }
+
+// Resync matches the live launches in memory with the engine's containers,
+// when the engine comes back after an outage: launches whose container is
+// gone end as lost, dead ones as died, and containers of this instance that
+// no live launch knows are removed.
+func (m *Manager) Resync(ctx context.Context, containers []engine.Container) ReconcileReport {
+	var rep ReconcileReport
+	byLaunch := map[string]engine.Container{}
+	for _, c := range containers {
+		byLaunch[c.Launch] = c
+	}
+	m.mu.Lock()
+	type check struct {
+		id, reason string
+	}
+	var ends []check
+	known := map[string]bool{}
+	for id, ln := range m.launches {
+		known[id] = true
+		if ln.rec.State == api.StateWarming {
+			continue // its creation will succeed or fail by itself
+		}
+		c, ok := byLaunch[id]
+		switch {
+		case !ok:
+			ends = append(ends, check{id, api.EndLost})
+		case !c.Running:
+			ends = append(ends, check{id, api.EndDied})
+		}
+	}
+	m.mu.Unlock()
+	for _, e := range ends {
+		if _, err := m.End(ctx, e.id, e.reason); err == nil {
+			rep.Ended++
+		}
+	}
+	for launch, c := range byLaunch {
+		if !known[launch] {
+			m.removeContainer(ctx, c.ID, &rep)
+		}
+	}
+	m.Kick()
+	return rep
+}

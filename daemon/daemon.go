@@ -40,6 +40,7 @@ type daemon struct {
 	eng   *engine.Engine
 	proxy *proxy.Proxy
 	pools *pool.Manager
+	stats *metrics
 
 	lastFlush time.Time // guarded by being used from the flush loop, then after it
 }
@@ -52,7 +53,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, version api.Versio
 	if err != nil {
 		return err
 	}
-	d := &daemon{cfg: cfg, log: log}
+	d := &daemon{cfg: cfg, log: log, stats: newMetrics()}
 	d.store, err = store.Open(ctx, cfg.Store, store.Options{Retention: cfg.History.Retention.D()})
 	if err != nil {
 		return fmt.Errorf("open store %s: %w", cfg.Store, err)
@@ -77,7 +78,8 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, version api.Versio
 		Unreachable:         func(id string) { d.recheck(ctx, id) },
 	})
 	d.pools = pool.New(pool.Options{Engine: d.eng, Store: d.store, Router: d.proxy, Log: log,
-		Instance: cfg.Instance, Capacity: cfg.Capacity, Concurrency: cfg.SpawnConcurrency})
+		Instance: cfg.Instance, Capacity: cfg.Capacity, Concurrency: cfg.SpawnConcurrency, Observer: d.stats})
+	d.stats.watch(d.pools, d.proxy)
 	if err := d.loadBindings(ctx); err != nil {
 		return err
 	}
@@ -87,7 +89,8 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, version api.Versio
 
 	srv, err := web.New(web.Options{Log: log, Pools: d.pools, Store: d.store, Proxy: d.proxy, Engine: d.eng,
 		AdminToken: admin, SpawnAuth: cfg.SpawnAuth, DefaultBinding: cfg.DefaultBinding,
-		CORSOrigin: cfg.CORS.AllowOrigin, Version: version, SpawnWait: 10 * time.Second})
+		CORSOrigin: cfg.CORS.AllowOrigin, Version: version, SpawnWait: 10 * time.Second,
+		Metrics: d.stats.handler()})
 	if err != nil {
 		return err
 	}

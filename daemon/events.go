@@ -37,6 +37,7 @@ func (d *daemon) watchEngine(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		d.stats.engineErrors.Inc()
 		if !down {
 			log.Warn().Err(err).Msg("engine event stream broke; retrying")
 			down = true

@@ -21,11 +21,11 @@ run: build engine
 test: engine deps images vet test-go
 
 test-go:
-	$(GO) test -race -count=1 -timeout 40m ./...
+	$(GO) test -race -count=1 -timeout 40m ./... ./testdata/images/...
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi
-	$(GO) vet ./...
+	$(GO) vet ./... ./testdata/images/...
 
 engine:
 	@docker info >/dev/null 2>&1 || { echo "no Docker engine answers (check dockerd and DOCKER_HOST)"; exit 1; }

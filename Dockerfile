@@ -1,8 +1,9 @@
 # nbpool in a container. Build:  docker build -t nbpool .
-# Run (the daemon drives the host's engine through its socket, and must sit on
-# the launch network to reach the notebook containers):
-#   docker network create -o com.docker.network.bridge.enable_icc=false nbpool
-#   docker run -d --name nbpool --network nbpool -p 8000:8000 \
+# Run (the daemon drives the host's engine through its socket; it reaches the
+# notebook containers by their IPs on the launch network, whose
+# inter-container traffic is off, so it runs in the host's network namespace
+# as a host process would):
+#   docker run -d --name nbpool --network host \
 #     -v /var/run/docker.sock:/var/run/docker.sock \
 #     --group-add "$(stat -c %g /var/run/docker.sock)" \
 #     -v nbpool-data:/var/lib/nbpool -e NBPOOL_ADMIN_TOKEN=… nbpool

@@ -155,9 +155,7 @@ func TestPoolResizeAtRuntime(t *testing.T) {
 		if p.Running != 1 {
 			t.Fatalf("after resize to %d the claimed launch is gone: %+v", size, p)
 		}
-		if n := len(daemontest.Containers(t, d.Config.Instance)); n != size+1 {
-			t.Fatalf("after resize to %d: %d containers, want %d", size, n, size+1)
-		}
+		waitContainers(t, d.Config.Instance, size+1)
 		if code, _ := get(t, d.URL+l.URL); code != http.StatusOK {
 			t.Fatalf("after resize to %d the claimed launch does not open: %d", size, code)
 		}
@@ -176,15 +174,14 @@ func TestDeleteBindingAndInstancesApart(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	a.WaitPool(t, "fake", 3, 30*time.Second) // refilled
 	aContainers := ids(daemontest.Containers(t, a.Config.Instance))
 
 	// b deletes its binding: its containers go, a's stay.
 	if err := b.Client.DeleteBinding(ctx, "fake", false); err != nil {
 		t.Fatalf("delete binding of b: %v", err)
 	}
-	if n := len(daemontest.Containers(t, b.Config.Instance)); n != 0 {
-		t.Fatalf("b still has %d containers after deleting its binding", n)
-	}
+	waitContainers(t, b.Config.Instance, 0)
 	if got := ids(daemontest.Containers(t, a.Config.Instance)); !sameSet(got, aContainers) {
 		t.Fatalf("a's containers changed when b deleted its binding: %v → %v", aContainers, got)
 	}
@@ -200,11 +197,26 @@ func TestDeleteBindingAndInstancesApart(t *testing.T) {
 	if err := a.Client.DeleteBinding(ctx, "fake", true); err != nil {
 		t.Fatalf("delete with force: %v", err)
 	}
-	if n := len(daemontest.Containers(t, a.Config.Instance)); n != 0 {
-		t.Fatalf("a still has %d containers after a forced delete", n)
-	}
+	waitContainers(t, a.Config.Instance, 0)
 	if code, _ := get(t, a.URL+la.URL); code != http.StatusNotFound {
 		t.Fatalf("the ended launch still answers %d", code)
+	}
+}
+
+// waitContainers waits until the instance has n containers (removals are
+// asynchronous to the pool's own counts).
+func waitContainers(t *testing.T, instance string, n int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		have := len(daemontest.Containers(t, instance))
+		if have == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("instance %s has %d containers, want %d", instance, have, n)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 

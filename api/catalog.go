@@ -171,7 +171,7 @@ func Endpoints() []Endpoint {
 				"an empty pool starts a container and answers 202: follow its events or poll its uri until it is claimed.",
 			Msg:     "Launching a notebook on {binding}",
 			Request: SpawnRequest{}, Response: Launch{}, Success: 201, Also: []int{202},
-			Errors:  []ErrorSpec{ErrBindingNotFound, ErrImageUnavailable},
+			Errors:  []ErrorSpec{ErrBindingNotFound, ErrImageUnavailable, ErrSpawnFailed},
 			Example: `{"path": "notebooks/intro.ipynb"}`,
 		},
 		{

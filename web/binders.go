@@ -20,17 +20,27 @@ func (s *Server) spawn(c *call) (reply, error) {
 		return reply{}, err
 	}
 	l, cold, err := s.opts.Pools.Claim(c.r.Context(), binding, req.Path)
-	if errors.Is(err, pool.ErrNoBinding) {
-		return reply{}, api.ErrBindingNotFound.New("name", binding).Wrap(err)
-	}
 	if err != nil {
-		return reply{}, err
+		return reply{}, claimError(binding, err)
 	}
 	c.w.Header().Set("Location", l.URI)
 	if cold {
 		return reply{status: http.StatusAccepted, body: l}, nil
 	}
 	return reply{body: l}, nil
+}
+
+// claimError names the binding in the errors of a claim.
+func claimError(binding string, err error) error {
+	switch {
+	case errors.Is(err, pool.ErrNoBinding):
+		return api.ErrBindingNotFound.New("name", binding).Wrap(err)
+	case errors.Is(err, pool.ErrBackoff):
+		e := api.ErrSpawnFailed.New("binding", binding, "reason", err).Wrap(err)
+		e.RetryAfter = 5
+		return e
+	}
+	return err
 }
 
 // findLaunch returns a launch of the binding, live or from history.

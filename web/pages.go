@@ -130,7 +130,7 @@ func (s *Server) errorPage(w http.ResponseWriter, binding string, err error) {
 	if errors.Is(err, context.Canceled) {
 		return
 	}
-	e := toAPIError(err)
+	e := toAPIError(claimError(binding, err))
 	p := page{Title: "Could not start a notebook", Error: true, status: e.Status, Message: e.Message,
 		Suggestions: e.Suggestions, Link: "/spawn/" + binding, LinkText: "Try again"}
 	if e.Name == api.ErrFull.Name {

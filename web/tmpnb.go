@@ -30,11 +30,8 @@ func (s *Server) tmpnbSpawn(c *call) (reply, error) {
 	}
 	ctx := c.r.Context()
 	l, cold, err := s.opts.Pools.Claim(ctx, binding, "")
-	if errors.Is(err, pool.ErrNoBinding) {
-		return reply{}, api.ErrBindingNotFound.New("name", binding).Wrap(err)
-	}
 	if err != nil {
-		return reply{}, err
+		return reply{}, claimError(binding, err)
 	}
 	if cold {
 		if l, err = s.waitCold(ctx, binding, l.ID); err != nil {

@@ -95,6 +95,7 @@ const (
 	EndFailed     = "failed"
 	EndShrunk     = "shrunk"
 	EndDeleted    = "binding-deleted"
+	EndUpdated    = "binding-updated"
 )
 
 // Launch is one container for one visitor (a "binder" in the Binder API).

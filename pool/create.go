@@ -155,6 +155,14 @@ func (m *Manager) ready(ctx context.Context, ln *launch) {
 		m.observeClaim(ln.rec.Binding, true, ln.rec.Created)
 		return
 	}
+	if ln.gen != p.gen || p.deleted {
+		// Made from a definition that changed meanwhile: not for the pool.
+		m.unlinkLocked(ln)
+		ln.ended = true
+		m.mu.Unlock()
+		m.finish(ctx, ln, api.EndUpdated)
+		return
+	}
 	ln.rec.State, ln.rec.Phase = api.StateAvailable, "ready"
 	p.available = append(p.available, ln)
 	rec := ln.rec

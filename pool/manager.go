@@ -221,7 +221,7 @@ func (m *Manager) SetBinding(ctx context.Context, b api.Binding, size api.PoolSp
 	p.binding, p.size = b, size
 	m.mu.Unlock()
 	for _, l := range stale {
-		m.finish(ctx, l, "binding-updated")
+		m.finish(ctx, l, api.EndUpdated)
 	}
 	m.Kick()
 }

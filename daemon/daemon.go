@@ -77,12 +77,18 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, version api.Versio
 		TrustForwardedProto: cfg.Proxy.TrustForwardedProto,
 		Unreachable:         func(id string) { d.recheck(ctx, id) },
 	})
-	d.pools = pool.New(pool.Options{Engine: d.eng, Store: d.store, Router: d.proxy, Log: log,
+	d.pools = pool.New(ctx, pool.Options{Engine: d.eng, Store: d.store, Router: d.proxy, Log: log,
 		Instance: cfg.Instance, Capacity: cfg.Capacity, Concurrency: cfg.SpawnConcurrency, Observer: d.stats})
 	d.stats.watch(d.pools, d.proxy)
 	if err := d.loadBindings(ctx); err != nil {
 		return err
 	}
+	// Events are followed from before the reconcile lists the containers:
+	// a container that a crashed predecessor's request creates after the
+	// list is seen, and removed, however late it comes.
+	evCtx, stopEvents := context.WithCancel(ctx)
+	defer stopEvents()
+	evs, evErrs := d.eng.Events(evCtx)
 	if err := d.start(ctx); err != nil {
 		return err
 	}
@@ -115,7 +121,8 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, version api.Versio
 	})
 	g.Go(func() error { d.flushLoop(gctx); return nil })
 	g.Go(func() error { d.pruneLoop(gctx); return nil })
-	g.Go(func() error { d.watchEngine(gctx); return nil })
+	context.AfterFunc(gctx, stopEvents)
+	g.Go(func() error { d.watchEngine(gctx, evs, evErrs); return nil })
 	culler := &pool.Culler{Pools: d.pools, Activity: d.proxy, Period: cfg.Cull.Period.D(),
 		Defaults: api.Cull{IdleTimeout: cfg.Cull.IdleTimeout, MaxAge: cfg.Cull.MaxAge},
 		Log:      log.With().Str("component", "culler").Logger()}

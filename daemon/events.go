@@ -10,17 +10,21 @@ import (
 	"github.com/nbpool/nbpool/engine"
 )
 
-// watchEngine follows the engine's container events until ctx ends: a
-// managed container that dies, is OOM-killed or destroyed ends its launch at
-// once. When the stream breaks (the engine went away) it marks the engine
-// down, so cold starts answer engineUnavailable, retries with backoff, and on
-// reconnect resyncs the pools with the engine's containers.
-func (d *daemon) watchEngine(ctx context.Context) {
+// watchEngine follows the engine's container events, starting with the
+// stream evs and errs, until ctx ends: a managed container that dies, is
+// OOM-killed or destroyed ends its launch at once, and one that is created
+// or started for no live launch is removed. When the stream breaks (the
+// engine went away) it marks the engine down, so cold starts answer
+// engineUnavailable, retries with backoff, and on reconnect resyncs the
+// pools with the engine's containers.
+func (d *daemon) watchEngine(ctx context.Context, evs <-chan engine.Event, errs <-chan error) {
 	log := d.log.With().Str("component", "events").Logger()
 	delay := 250 * time.Millisecond
 	down := false
 	for ctx.Err() == nil {
-		evs, errs := d.eng.Events(ctx)
+		if evs == nil {
+			evs, errs = d.eng.Events(ctx)
+		}
 		if err := d.eng.Ping(ctx); err == nil {
 			if down {
 				log.Info().Msg("engine is back: resyncing")
@@ -34,6 +38,7 @@ func (d *daemon) watchEngine(ctx context.Context) {
 			d.onEvent(ctx, ev)
 		}
 		err := <-errs
+		evs, errs = nil, nil
 		if ctx.Err() != nil {
 			return
 		}
@@ -55,7 +60,10 @@ func (d *daemon) watchEngine(ctx context.Context) {
 	}
 }
 
-// onEvent ends the launch of a container that died.
+// onEvent ends the launch of a container that died, and removes a container
+// that no live launch owns (a launch is live from before its container is
+// created until after it is removed, so such a container is a leftover: a
+// creation that completed after its launch ended, or after a crash).
 func (d *daemon) onEvent(ctx context.Context, ev engine.Event) {
 	var reason string
 	switch ev.Action {
@@ -63,6 +71,13 @@ func (d *daemon) onEvent(ctx context.Context, ev engine.Event) {
 		reason = api.EndOOM
 	case "die", "destroy":
 		reason = api.EndDied
+	case "create", "start":
+		if _, live := d.pools.Get(ev.Launch); !live {
+			err := d.eng.Remove(ctx, ev.ContainerID)
+			d.log.Info().Err(err).Str("launch", ev.Launch).Str("binding", ev.Binding).
+				Str("container", ev.ContainerID).Msg("removed a container no live launch owns")
+		}
+		return
 	default:
 		return
 	}

@@ -14,8 +14,9 @@ import (
 
 // Event is a lifecycle event of one of this instance's containers.
 type Event struct {
-	// Action is "start", "die", "oom" or "destroy". An OOM kill is reported
-	// as "oom" followed by "die".
+	// Action is "create", "start", "die", "oom" or "destroy". An OOM kill is
+	// reported as "oom" followed by "die". A container whose creator went
+	// away between create and start (a crash) reports only "create".
 	Action      string
 	ContainerID string
 	// Binding and Launch come from the container's labels.
@@ -26,9 +27,9 @@ type Event struct {
 }
 
 // eventActions are the container actions Events reports.
-var eventActions = []events.Action{events.ActionStart, events.ActionDie, events.ActionOOM, events.ActionDestroy}
+var eventActions = []events.Action{events.ActionCreate, events.ActionStart, events.ActionDie, events.ActionOOM, events.ActionDestroy}
 
-// Events streams the start, die, oom and destroy events of this instance's
+// Events streams the create, start, die, oom and destroy events of this instance's
 // containers (LabelManaged=true and LabelInstance=Instance()). It returns at
 // once and subscribes in the background, asking the engine for events since
 // the call, so nothing that happens after Events returns is missed.

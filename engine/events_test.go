@@ -43,16 +43,18 @@ func TestEvents(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	ev := next(t, events, errs, 5*time.Second)
-	if ev.Action != "start" || ev.ContainerID != c.ID || ev.Launch != "watched" || ev.Binding != "tiny" {
-		t.Fatalf("first event %+v, want start of %s", ev, c.ID[:12])
+	for _, want := range []string{"create", "start"} {
+		ev := next(t, events, errs, 5*time.Second)
+		if ev.Action != want || ev.ContainerID != c.ID || ev.Launch != "watched" || ev.Binding != "tiny" {
+			t.Fatalf("event %+v, want %s of %s", ev, want, c.ID[:12])
+		}
 	}
 
 	killed := time.Now()
 	if err := docker.ContainerKill(t.Context(), c.ID, "KILL"); err != nil {
 		t.Fatal(err)
 	}
-	ev = next(t, events, errs, 2*time.Second)
+	ev := next(t, events, errs, 2*time.Second)
 	if ev.Action != "die" || ev.ContainerID != c.ID || ev.ExitCode != 137 || ev.Launch != "watched" {
 		t.Fatalf("after kill: %+v, want die of %s with 137", ev, c.ID[:12])
 	}
@@ -80,8 +82,10 @@ func TestEventsOOM(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ev := next(t, events, errs, 5*time.Second); ev.Action != "start" {
-		t.Fatalf("first event %+v, want start", ev)
+	for _, want := range []string{"create", "start"} {
+		if ev := next(t, events, errs, 5*time.Second); ev.Action != want {
+			t.Fatalf("event %+v, want %s", ev, want)
+		}
 	}
 	get(t, "http://"+c.Address+"/") // listening
 	go func() {

@@ -39,18 +39,19 @@ func (m *Manager) newLaunchLocked(p *pool, reserved bool) *launch {
 func (m *Manager) startCreate(ctx context.Context, ln *launch) error {
 	m.mu.Lock()
 	rec := ln.rec
-	runCtx := m.ctx
 	m.mu.Unlock()
 	if err := m.opts.Store.PutLaunch(ctx, rec); err != nil {
 		m.drop(ln)
 		return fmt.Errorf("record launch %s: %w", rec.ID, err)
 	}
-	if runCtx == nil {
-		m.drop(ln)
-		return fmt.Errorf("launch %s: %w", rec.ID, ErrClosed)
-	}
-	cctx, cancel := context.WithCancel(runCtx)
+	cctx, cancel := context.WithCancel(m.ctx)
 	m.mu.Lock()
+	if ln.ended {
+		// Ended (binding deleted, pool shrunk) before its creation began.
+		m.mu.Unlock()
+		cancel()
+		return nil
+	}
 	ln.cancel = cancel
 	m.wg.Add(1)
 	m.mu.Unlock()
@@ -67,7 +68,7 @@ func (m *Manager) drop(ln *launch) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.unlinkLocked(ln)
-	ln.ended = true
+	delete(m.launches, ln.rec.ID)
 	ln.notify()
 }
 
@@ -114,7 +115,14 @@ func (m *Manager) create(ctx context.Context, ln *launch) {
 	}
 	m.mu.Lock()
 	ln.rec.ContainerID, ln.rec.Address = c.ID, c.Address
+	ended := ln.ended
 	m.mu.Unlock()
+	if ended {
+		// Ended while its container was being made: End may not have known
+		// the container, so remove it here.
+		m.removeQuietly(ctx, rec.ID, c.ID)
+		return
+	}
 
 	m.setPhase(ln, "connecting", "waiting for the notebook server")
 	url := "http://" + c.Address + basePath(rec.ID) + b.Readiness.Path
@@ -136,7 +144,9 @@ func (m *Manager) ready(ctx context.Context, ln *launch) {
 	now := time.Now().UTC()
 	m.mu.Lock()
 	if ln.ended {
+		id, containerID := ln.rec.ID, ln.rec.ContainerID
 		m.mu.Unlock()
+		m.removeQuietly(ctx, id, containerID)
 		return
 	}
 	p := ln.pool
@@ -158,7 +168,6 @@ func (m *Manager) ready(ctx context.Context, ln *launch) {
 	if ln.gen != p.gen || p.deleted {
 		// Made from a definition that changed meanwhile: not for the pool.
 		m.unlinkLocked(ln)
-		ln.ended = true
 		m.mu.Unlock()
 		m.finish(ctx, ln, api.EndUpdated)
 		return
@@ -193,7 +202,6 @@ func (m *Manager) failCreate(ctx context.Context, ln *launch, containerID string
 	p := ln.pool
 	if !already {
 		m.unlinkLocked(ln)
-		ln.ended = true
 		ln.cause = cause
 		if !errors.Is(cause, context.Canceled) {
 			p.failures++
@@ -228,6 +236,19 @@ func (m *Manager) failCreate(ctx context.Context, ln *launch, containerID string
 		o.Created(rec.Binding, 0, cause)
 	}
 	m.record(cctx, ln, api.EndFailed, cause.Error())
+}
+
+// removeQuietly removes the container of an ended launch, outliving a
+// cancelled creation context.
+func (m *Manager) removeQuietly(ctx context.Context, launchID, containerID string) {
+	if containerID == "" {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := m.opts.Engine.Remove(cctx, containerID); err != nil {
+		m.log.Warn().Err(err).Str("launch", launchID).Msg("remove container of an ended launch")
+	}
 }
 
 // backoff is how long a binding waits after n failures in a row: 1s doubling
@@ -313,7 +334,6 @@ func (m *Manager) fill(ctx context.Context) {
 		for len(p.available) > p.size.Min {
 			ln := p.available[len(p.available)-1] // the newest goes first
 			m.unlinkLocked(ln)
-			ln.ended = true
 			trims = append(trims, ln)
 		}
 	}

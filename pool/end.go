@@ -34,7 +34,6 @@ func (m *Manager) End(ctx context.Context, id, reason string) (api.Launch, error
 		return api.Launch{}, fmt.Errorf("end launch %s: %w", id, ErrNotFound)
 	}
 	m.unlinkLocked(ln)
-	ln.ended = true
 	m.mu.Unlock()
 	return m.finish(ctx, ln, reason), nil
 }
@@ -50,7 +49,6 @@ func (m *Manager) EndIf(ctx context.Context, id, reason string, keep func(api.La
 		return api.Launch{}, false
 	}
 	m.unlinkLocked(ln)
-	ln.ended = true
 	m.mu.Unlock()
 	return m.finish(ctx, ln, reason), true
 }
@@ -78,7 +76,6 @@ func (m *Manager) RemoveBinding(ctx context.Context, name string, force bool) er
 	}
 	for _, ln := range ends {
 		m.unlinkLocked(ln)
-		ln.ended = true
 	}
 	m.mu.Unlock()
 	for _, ln := range ends {
@@ -87,12 +84,14 @@ func (m *Manager) RemoveBinding(ctx context.Context, name string, force bool) er
 	return nil
 }
 
-// unlinkLocked takes a launch out of its pool and the launch table and
-// uncounts it. Callers hold m.mu.
+// unlinkLocked marks a launch ended, takes it out of its pool and uncounts
+// it; it stays in the launch table (so readers see it) until its end is
+// recorded. Callers hold m.mu; a second call does nothing.
 func (m *Manager) unlinkLocked(ln *launch) {
-	if _, ok := m.launches[ln.rec.ID]; !ok {
+	if ln.ended {
 		return
 	}
+	ln.ended = true
 	p := ln.pool
 	switch ln.rec.State {
 	case api.StateWarming:
@@ -102,8 +101,9 @@ func (m *Manager) unlinkLocked(ln *launch) {
 	case api.StateClaimed:
 		p.claimed--
 	}
-	delete(m.launches, ln.rec.ID)
-	m.total--
+	if _, ok := m.launches[ln.rec.ID]; ok {
+		m.total--
+	}
 }
 
 // finish completes the end of a launch already unlinked and marked ended:
@@ -112,15 +112,15 @@ func (m *Manager) unlinkLocked(ln *launch) {
 func (m *Manager) finish(ctx context.Context, ln *launch, reason string) api.Launch {
 	m.mu.Lock()
 	cancel := ln.cancel
-	containerID := ln.rec.ContainerID
+	id, binding, containerID := ln.rec.ID, ln.rec.Binding, ln.rec.ContainerID
 	m.mu.Unlock()
-	m.opts.Router.Remove(ln.rec.ID)
+	m.opts.Router.Remove(id)
 	if cancel != nil {
 		cancel()
 	}
 	if containerID != "" {
 		if err := m.opts.Engine.Remove(ctx, containerID); err != nil {
-			m.log.Warn().Err(err).Str("launch", ln.rec.ID).Str("binding", ln.rec.Binding).Msg("remove container")
+			m.log.Warn().Err(err).Str("launch", id).Str("binding", binding).Msg("remove container")
 		}
 	}
 	rec := m.record(ctx, ln, reason, "")
@@ -129,18 +129,18 @@ func (m *Manager) finish(ctx context.Context, ln *launch, reason string) api.Lau
 	return rec
 }
 
-// record writes the end of a launch to the store and wakes its watchers.
+// record writes the end of a launch to the store, then updates the launch
+// in memory, takes it out of the launch table and wakes its watchers: a
+// reader never sees the launch gone from memory before its end is stored.
 func (m *Manager) record(ctx context.Context, ln *launch, reason, errMsg string) api.Launch {
-	now := time.Now().UTC()
 	m.mu.Lock()
-	ln.rec.State, ln.rec.EndReason, ln.rec.Ended, ln.rec.Error = api.StateEnded, reason, now, errMsg
-	ln.rec.Phase = "ended"
-	if reason == api.EndFailed {
-		ln.rec.Phase = "failed"
-	}
 	rec := ln.rec
-	ln.notify()
 	m.mu.Unlock()
+	rec.State, rec.EndReason, rec.Ended, rec.Error = api.StateEnded, reason, time.Now().UTC(), errMsg
+	rec.Phase = "ended"
+	if reason == api.EndFailed {
+		rec.Phase = "failed"
+	}
 
 	_, err := m.opts.Store.UpdateLaunch(ctx, rec.ID, func(s *api.Launch) error {
 		s.State, s.EndReason, s.Ended, s.Error, s.Phase = rec.State, rec.EndReason, rec.Ended, rec.Error, rec.Phase
@@ -150,13 +150,21 @@ func (m *Manager) record(ctx context.Context, ln *launch, reason, errMsg string)
 		s.ContainerID, s.Address = rec.ContainerID, rec.Address
 		return nil
 	})
-	if err != nil && !errors.Is(err, context.Canceled) {
+	if err != nil {
 		// No live record (it was never written, or already moved): keep the
 		// history anyway.
 		if perr := m.opts.Store.PutLaunch(ctx, rec); perr != nil {
 			m.log.Error().Err(errors.Join(err, perr)).Str("launch", rec.ID).Msg("record end of launch")
 		}
 	}
+
+	m.mu.Lock()
+	ln.rec = rec
+	if m.launches[rec.ID] == ln {
+		delete(m.launches, rec.ID)
+	}
+	ln.notify()
+	m.mu.Unlock()
 	if o := m.opts.Observer; o != nil {
 		o.Ended(rec.Binding, reason)
 	}

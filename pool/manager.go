@@ -90,7 +90,7 @@ type Manager struct {
 	kick  chan struct{}
 
 	mu       sync.Mutex
-	ctx      context.Context // the Run context: creations live under it
+	ctx      context.Context // creations live under it
 	pools    map[string]*pool
 	launches map[string]*launch
 	total    int
@@ -135,8 +135,10 @@ func (l *launch) notify() {
 	l.changed = make(chan struct{})
 }
 
-// New returns a Manager. Call Run to start filling pools.
-func New(opts Options) *Manager {
+// New returns a Manager. Containers are created under ctx: when it ends,
+// creations in flight are cancelled (and cleaned up). Call Run to start
+// filling pools.
+func New(ctx context.Context, opts Options) *Manager {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 4
 	}
@@ -146,6 +148,7 @@ func New(opts Options) *Manager {
 		probe:    newProbeClient(),
 		sem:      make(chan struct{}, opts.Concurrency),
 		kick:     make(chan struct{}, 1),
+		ctx:      ctx,
 		pools:    map[string]*pool{},
 		launches: map[string]*launch{},
 	}
@@ -162,9 +165,6 @@ func (m *Manager) Kick() {
 // Run fills and trims the pools until ctx ends, then waits for creations in
 // flight to finish. It must be called once, after the bindings are set.
 func (m *Manager) Run(ctx context.Context) error {
-	m.mu.Lock()
-	m.ctx = ctx
-	m.mu.Unlock()
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
@@ -215,7 +215,6 @@ func (m *Manager) SetBinding(ctx context.Context, b api.Binding, size api.PoolSp
 		stale = append(stale, p.available...)
 		for _, l := range stale {
 			m.unlinkLocked(l)
-			l.ended = true
 		}
 	}
 	p.binding, p.size = b, size

@@ -23,20 +23,45 @@ type ReconcileReport struct {
 // containers of this instance, at start before Run: claimed launches get
 // their routes back with the same id and token, available ones are probed
 // and return to their pool, launches whose container vanished end as lost,
-// creations interrupted by a crash are removed and ended, and containers no
-// record knows are removed. The bindings must be set first.
+// creations interrupted by a crash are removed and end as failed, and
+// containers no record knows are removed. The bindings must be set first.
 func (m *Manager) Reconcile(ctx context.Context, records []api.Launch, containers []engine.Container) (ReconcileReport, error) {
-	var rep ReconcileReport
+	var t tally
+	// Removals and record ends run in the background, 8 at a time, while the
+	// live launches are adopted and probed: a forced removal takes the
+	// engine a few hundred milliseconds, and a restart after a crash has one
+	// to do for every interrupted creation.
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	cleanup := func(containerID string, rec *api.Launch, reason, msg string) {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			removed := containerID != "" && m.removeContainer(ctx, containerID)
+			if rec != nil {
+				m.endRecord(ctx, *rec, reason, msg)
+			}
+			t.add(func(r *ReconcileReport) {
+				if removed {
+					r.Removed++
+				}
+				if rec != nil {
+					r.Ended++
+				}
+			})
+		})
+	}
+
 	byLaunch := make(map[string]engine.Container, len(containers))
 	for _, c := range containers {
 		if prev, dup := byLaunch[c.Launch]; dup || c.Launch == "" {
 			// A second container for one launch cannot be made (one name per
 			// launch), but a hand-made one could carry the label: drop it.
 			if dup {
-				m.removeContainer(ctx, prev.ID, &rep)
+				cleanup(prev.ID, nil, "", "")
 			}
 			if c.Launch == "" {
-				m.removeContainer(ctx, c.ID, &rep)
+				cleanup(c.ID, nil, "", "")
 				continue
 			}
 		}
@@ -51,32 +76,49 @@ func (m *Manager) Reconcile(ctx context.Context, records []api.Launch, container
 		p := m.pools[rec.Binding]
 		m.mu.Unlock()
 		switch {
-		case !found:
-			m.endRecord(ctx, rec, api.EndLost, "container vanished while nbpool was down", &rep)
-		case p == nil:
-			m.removeContainer(ctx, c.ID, &rep)
-			m.endRecord(ctx, rec, api.EndDeleted, "binding no longer exists", &rep)
-		case !c.Running:
-			m.removeContainer(ctx, c.ID, &rep)
-			m.endRecord(ctx, rec, api.EndDied, fmt.Sprintf("container exited (code %d) while nbpool was down", c.ExitCode), &rep)
 		case rec.State == api.StateWarming:
-			m.removeContainer(ctx, c.ID, &rep)
-			m.endRecord(ctx, rec, api.EndFailed, "creation interrupted by a restart", &rep)
+			// Created, started or not yet asked for: an interrupted creation.
+			// (A container that the engine creates only after the list is
+			// removed by the daemon's event loop.)
+			id := ""
+			if found {
+				id = c.ID
+			}
+			cleanup(id, &rec, api.EndFailed, "creation interrupted by a restart")
+		case !found:
+			cleanup("", &rec, api.EndLost, "container vanished while nbpool was down")
+		case p == nil:
+			cleanup(c.ID, &rec, api.EndDeleted, "binding no longer exists")
+		case !c.Running:
+			cleanup(c.ID, &rec, api.EndDied, fmt.Sprintf("container exited (code %d) while nbpool was down", c.ExitCode))
 		case rec.State == api.StateClaimed:
 			rec.ContainerID, rec.Address = c.ID, c.Address
 			m.adopt(p, rec)
-			rep.Claimed++
+			t.add(func(r *ReconcileReport) { r.Claimed++ })
 		case rec.State == api.StateAvailable:
 			rec.ContainerID, rec.Address = c.ID, c.Address
 			probes = append(probes, m.adoptWarming(p, rec))
 		}
 	}
 	for _, c := range byLaunch {
-		m.removeContainer(ctx, c.ID, &rep)
+		cleanup(c.ID, nil, "", "")
 	}
-	rep.Available = m.reprobe(ctx, probes, &rep)
+	m.reprobe(ctx, probes, &t)
+	wg.Wait()
 	m.Kick()
-	return rep, nil
+	return t.rep, nil
+}
+
+// tally is a ReconcileReport counted from parallel goroutines.
+type tally struct {
+	mu  sync.Mutex
+	rep ReconcileReport
+}
+
+func (t *tally) add(fn func(*ReconcileReport)) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fn(&t.rep)
 }
 
 // adopt puts a claimed launch back with its route.
@@ -107,27 +149,18 @@ func (m *Manager) adoptWarming(p *pool, rec api.Launch) *launch {
 
 // reprobe checks adopted available launches in parallel; ready ones return
 // to their pool, the others are removed and ended.
-func (m *Manager) reprobe(ctx context.Context, probes []*launch, rep *ReconcileReport) int {
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		ready int
-		sem   = make(chan struct{}, 16)
-	)
+func (m *Manager) reprobe(ctx context.Context, probes []*launch, t *tally) {
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 16)
 	for _, ln := range probes {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
+		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			rec, b := ln.rec, ln.pool.binding
 			url := "http://" + rec.Address + basePath(rec.ID) + b.Readiness.Path
 			if err := m.waitReady(ctx, url, rec.Token, 5*time.Second); err != nil {
 				m.failCreate(ctx, ln, rec.ContainerID, fmt.Errorf("re-probe after restart: %w", err))
-				mu.Lock()
-				rep.Ended++
-				rep.Removed++
-				mu.Unlock()
+				t.add(func(r *ReconcileReport) { r.Ended++; r.Removed++ })
 				return
 			}
 			m.mu.Lock()
@@ -138,28 +171,26 @@ func (m *Manager) reprobe(ctx context.Context, probes []*launch, rep *ReconcileR
 				p.available = append(p.available, ln)
 			}
 			m.mu.Unlock()
-			mu.Lock()
-			ready++
-			mu.Unlock()
-		}()
+			t.add(func(r *ReconcileReport) { r.Available++ })
+		})
 	}
 	wg.Wait()
-	return ready
 }
 
-func (m *Manager) removeContainer(ctx context.Context, id string, rep *ReconcileReport) {
+// removeContainer removes a container and reports whether it did.
+func (m *Manager) removeContainer(ctx context.Context, id string) bool {
 	if err := m.opts.Engine.Remove(ctx, id); err != nil {
 		m.log.Warn().Err(err).Str("container", id).Msg("remove container")
-		return
+		return false
 	}
-	rep.Removed++
+	return true
 }
 
-func (m *Manager) endRecord(ctx context.Context, rec api.Launch, reason, msg string, rep *ReconcileReport) {
+// endRecord ends a stored launch that has no launch in memory.
+func (m *Manager) endRecord(ctx context.Context, rec api.Launch, reason, msg string) {
 	ln := &launch{rec: rec, changed: make(chan struct{})}
 	m.record(ctx, ln, reason, msg)
 	m.log.Info().Str("launch", rec.ID).Str("binding", rec.Binding).Str("reason", reason).Msg(msg)
-	rep.Ended++
 }
 
 // Resync matches the live launches in memory with the engine's containers,
@@ -198,8 +229,8 @@ func (m *Manager) Resync(ctx context.Context, containers []engine.Container) Rec
 		}
 	}
 	for launch, c := range byLaunch {
-		if !known[launch] {
-			m.removeContainer(ctx, c.ID, &rep)
+		if !known[launch] && m.removeContainer(ctx, c.ID) {
+			rep.Removed++
 		}
 	}
 	m.Kick()

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
+	"runtime/pprof"
 	"testing"
 	"time"
 
@@ -17,19 +18,28 @@ import (
 // Authorization header), and the proxy's per-route ReverseProxy with one
 // shared ReverseProxy that finds the route in the request context.
 // allocs/op counts the whole process: client, proxy and backend.
+//
+// Every goroutine carries a pprof label role=client, proxy or backend
+// (goroutines inherit labels, and httptest starts each server's accept
+// loop from the caller), so a CPU profile splits by role:
+//
+//	go test ./proxy/ -run '^$' -bench ProxySmall -cpuprofile cpu.out
+//	go tool pprof -top -tagfocus role=proxy proxy.test cpu.out
 func BenchmarkProxySmall(b *testing.B) {
 	body := []byte(`{"started":"2024-01-01T00:00:00Z","kernels":0}`)
-	be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write(body)
-	}))
+	be := labelled("backend", func() *httptest.Server {
+		return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			_, _ = w.Write(body)
+		}))
+	})
 	defer be.Close()
 	p := New(Options{Log: zerolog.Nop()})
 	r := Route{ID: idA, Binding: "bench", Target: be.Listener.Addr().String(), Token: "0123456789abcdef0123456789abcdef"}
 	p.Add(r)
-	ps := httptest.NewServer(p)
+	ps := labelled("proxy", func() *httptest.Server { return httptest.NewServer(p) })
 	defer ps.Close()
-	shared := httptest.NewServer(sharedRP(p))
+	shared := labelled("proxy", func() *httptest.Server { return httptest.NewServer(sharedRP(p)) })
 	defer shared.Close()
 	defer p.transport.CloseIdleConnections()
 
@@ -45,6 +55,7 @@ func BenchmarkProxySmall(b *testing.B) {
 			url := bc.base + "/user/" + idA + "/api/status"
 			b.ReportAllocs()
 			b.RunParallel(func(pb *testing.PB) {
+				pprof.SetGoroutineLabels(pprof.WithLabels(context.Background(), pprof.Labels("role", "client")))
 				req, _ := http.NewRequest("GET", url, nil)
 				req.Header.Set("Authorization", "token "+r.Token)
 				for pb.Next() {
@@ -63,6 +74,13 @@ func BenchmarkProxySmall(b *testing.B) {
 			})
 		})
 	}
+}
+
+// labelled runs start with the pprof label role=role on the calling
+// goroutine, so the goroutines it starts carry the label too.
+func labelled(role string, start func() *httptest.Server) (s *httptest.Server) {
+	pprof.Do(context.Background(), pprof.Labels("role", role), func(context.Context) { s = start() })
+	return s
 }
 
 type routeKey struct{}

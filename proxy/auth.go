@@ -8,16 +8,16 @@ import (
 )
 
 // CookieName is the cookie in which the proxy keeps a launch's token once a
-// request has shown it in the query or the Authorization header. It is
+// request has shown it in the query (a browser opening its launch URL). It is
 // scoped to /user/<id>/, HttpOnly, SameSite=Lax, and Secure over https.
 const CookieName = "nbpool-token"
 
 // authorize reports whether r may reach rt: the launch token in the
 // CookieName cookie, the ?token= query parameter or the Authorization
 // header ("token T" or "Bearer T"), compared in constant time. A good
-// token from the query or the header sets the cookie, unless the request
-// already had a good cookie or is a protocol upgrade (whose answer comes
-// from the backend). CORS preflights carry no credentials by design and
+// token from the query sets the cookie, unless the request already had a
+// good cookie or is a protocol upgrade (whose answer comes from the
+// backend). CORS preflights carry no credentials by design and
 // pass, so the notebook server answers them with its own CORS policy.
 //
 // Nothing is stripped: the notebook server checks its own token too.
@@ -30,10 +30,13 @@ func (p *Proxy) authorize(w http.ResponseWriter, r *http.Request, rt *route, upg
 			return true
 		}
 	}
-	if !rt.tokenIs(queryToken(r.URL.RawQuery)) && !rt.tokenIs(headerToken(r.Header.Get("Authorization"))) {
+	fromQuery := rt.tokenIs(queryToken(r.URL.RawQuery))
+	if !fromQuery && !rt.tokenIs(headerToken(r.Header.Get("Authorization"))) {
 		return r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
 	}
-	if !upgrade {
+	// Browsers arrive with ?token= and need the cookie for what follows; API
+	// clients send the header every time and need none.
+	if fromQuery && !upgrade {
 		http.SetCookie(w, &http.Cookie{
 			Name:     CookieName,
 			Value:    rt.Token,

@@ -111,10 +111,11 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, version api.Versio
 		hooks.Ready(ln.Addr())
 	}
 
+	hs := newHTTPServer(httpSrv, ln, log.With().Str("component", "http").Logger())
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return d.pools.Run(gctx) })
 	g.Go(func() error {
-		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := hs.serve(); err != nil {
 			return fmt.Errorf("http server: %w", err)
 		}
 		return nil
@@ -138,7 +139,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, version api.Versio
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(gctx), cfg.ShutdownGrace.D())
 		defer cancel()
 		log.Info().Dur("grace", cfg.ShutdownGrace.D()).Msg("shutting down: draining HTTP")
-		err := httpSrv.Shutdown(sctx)
+		err := hs.drain(sctx)
 		if n := d.proxy.CloseWebsockets(); n > 0 {
 			log.Info().Int("websockets", n).Msg("closed proxied websockets")
 		}

@@ -27,9 +27,11 @@ func (d *daemon) watchEngine(ctx context.Context, evs <-chan engine.Event, errs 
 		}
 		if err := d.eng.Ping(ctx); err == nil {
 			if down {
+				// Resync before spawning again: no new launch can race the
+				// comparison.
 				log.Info().Msg("engine is back: resyncing")
-				d.pools.SetEngineError(nil)
 				d.resync(ctx)
+				d.pools.SetEngineError(nil)
 				down = false
 			}
 			delay = 250 * time.Millisecond
@@ -93,11 +95,12 @@ func (d *daemon) onEvent(ctx context.Context, ev engine.Event) {
 // resync compares the live launches with the engine's containers after the
 // engine came back.
 func (d *daemon) resync(ctx context.Context) {
+	listed := time.Now()
 	cs, err := d.eng.List(ctx)
 	if err != nil {
 		d.log.Warn().Err(err).Msg("resync: list containers")
 		return
 	}
-	rep := d.pools.Resync(ctx, cs)
+	rep := d.pools.Resync(ctx, cs, listed)
 	d.log.Info().Int("ended", rep.Ended).Int("removed", rep.Removed).Msg("resynced with the engine")
 }

@@ -194,10 +194,12 @@ func (m *Manager) endRecord(ctx context.Context, rec api.Launch, reason, msg str
 }
 
 // Resync matches the live launches in memory with the engine's containers,
-// when the engine comes back after an outage: launches whose container is
-// gone end as lost, dead ones as died, and containers of this instance that
-// no live launch knows are removed.
-func (m *Manager) Resync(ctx context.Context, containers []engine.Container) ReconcileReport {
+// listed at listed, when the engine comes back after an outage: launches
+// whose container is gone end as lost, dead ones as died, and containers of
+// this instance that no live launch knows are removed. Launches still
+// warming, or ready only since the list, are left alone: their containers
+// may postdate the list.
+func (m *Manager) Resync(ctx context.Context, containers []engine.Container, listed time.Time) ReconcileReport {
 	var rep ReconcileReport
 	byLaunch := map[string]engine.Container{}
 	for _, c := range containers {
@@ -211,7 +213,7 @@ func (m *Manager) Resync(ctx context.Context, containers []engine.Container) Rec
 	known := map[string]bool{}
 	for id, ln := range m.launches {
 		known[id] = true
-		if ln.rec.State == api.StateWarming {
+		if ln.rec.State == api.StateWarming || !ln.rec.Ready.Before(listed) {
 			continue // its creation will succeed or fail by itself
 		}
 		c, ok := byLaunch[id]

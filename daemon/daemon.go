@@ -214,10 +214,12 @@ func (d *daemon) reconcile(ctx context.Context) error {
 	return nil
 }
 
-// endedBinding tells the proxy which binding an ended launch was of.
+// endedBinding tells the proxy which binding a launch with no route was of,
+// for the relaunch link of the "session ended" page. The proxy asks only for
+// ids it has no route for, so a record still live is one being ended.
 func (d *daemon) endedBinding(ctx context.Context, id string) (string, bool) {
 	l, err := d.store.GetLaunch(ctx, id)
-	if err != nil || l.Live() {
+	if err != nil {
 		return "", false
 	}
 	return l.Binding, true

@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN := bin/nbpool
 CONFIG ?=
 
-.PHONY: build run test test-go vet images image-fakenb image-jupyter engine deps bench bench-quick clean
+.PHONY: build run test test-go vet images image-fakenb image-jupyter engine deps bench bench-quick clean image test-image
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -16,6 +16,17 @@ build:
 # local Debian-built Jupyter image when the configured one cannot be pulled.
 run: build engine
 	./contrib/run.sh $(CONFIG)
+
+# make image: nbpool's own image from the Dockerfile (IMAGE=nbpool:latest).
+# Without a registry it builds in a local Go image made offline from the
+# Jupyter test image, the host's Go and its module cache (see the script).
+# make test-image: build it, then run it as the README does.
+IMAGE ?= nbpool:latest
+image: engine
+	./contrib/build-image.sh $(IMAGE)
+
+test-image: image
+	NBPOOL_TEST_IMAGE=$(IMAGE) $(GO) test -count=1 -run TestDockerImageServes -v ./daemon
 
 # make test: everything CI runs. Fails when no Docker engine answers.
 test: engine deps images vet test-go

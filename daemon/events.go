@@ -74,11 +74,17 @@ func (d *daemon) onEvent(ctx context.Context, ev engine.Event) {
 	case "die", "destroy":
 		reason = api.EndDied
 	case "create", "start":
-		if _, live := d.pools.Get(ev.Launch); !live {
-			err := d.eng.Remove(ctx, ev.ContainerID)
-			d.log.Info().Err(err).Str("launch", ev.Launch).Str("binding", ev.Binding).
-				Str("container", ev.ContainerID).Msg("removed a container no live launch owns")
+		if _, live := d.pools.Get(ev.Launch); live {
+			return
 		}
+		// Often its end removed it already (the event came late): say so
+		// only when this removal is the one that counts.
+		if _, err := d.eng.Inspect(ctx, ev.ContainerID); errors.Is(err, engine.ErrNotFound) {
+			return
+		}
+		err := d.eng.Remove(ctx, ev.ContainerID)
+		d.log.Info().Err(err).Str("launch", ev.Launch).Str("binding", ev.Binding).
+			Str("container", ev.ContainerID).Msg("removed a container no live launch owns")
 		return
 	default:
 		return

@@ -78,12 +78,21 @@ type Container struct {
 // missing image fails with ErrImageUnavailable. A name already in use fails
 // with ErrConflict. If anything fails after the container was created, Run
 // removes it, even when ctx has ended, and joins the removal's error: a
-// failed Run leaves nothing behind.
+// failed Run leaves nothing behind. When ctx ends during the create request,
+// Run waits for its answer (at most the per-call timeout) to remove what it
+// made.
 func (e *Engine) Run(ctx context.Context, s Spec) (Container, error) {
 	if s.Name == "" || s.Image == "" {
 		return Container{}, errors.New("run container: name and image are required")
 	}
-	created, err := e.create(ctx, s)
+	if err := ctx.Err(); err != nil {
+		return Container{}, fmt.Errorf("create container %s: %w", s.Name, err)
+	}
+	// The create request outlives ctx (bounded by the per-call timeout): an
+	// abandoned request does not stop the engine, which would finish
+	// creating a container whose ID nobody has. The container is removed
+	// below when ctx ended meanwhile.
+	created, err := e.create(context.WithoutCancel(ctx), s)
 	if isNetworkGone(err) {
 		// Removed under us (by hand, or as a duplicate by another daemon):
 		// select the launch network again and retry once.
@@ -91,7 +100,14 @@ func (e *Engine) Run(ctx context.Context, s Spec) (Container, error) {
 		if nerr := e.EnsureNetwork(ctx); nerr != nil {
 			return Container{}, fmt.Errorf("create container %s: %w", s.Name, errors.Join(err, nerr))
 		}
-		created, err = e.create(ctx, s)
+		created, err = e.create(context.WithoutCancel(ctx), s)
+	}
+	if err == nil && ctx.Err() != nil {
+		err = fmt.Errorf("create container %s: %w", s.Name, ctx.Err())
+		if rmErr := e.Remove(context.WithoutCancel(ctx), created.ID); rmErr != nil {
+			err = errors.Join(err, fmt.Errorf("clean up: %w", rmErr))
+		}
+		return Container{}, err
 	}
 	if err != nil {
 		switch {

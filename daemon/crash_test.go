@@ -112,6 +112,9 @@ func TestCrashDuringBurst(t *testing.T) {
 		waitPool(t, p.Client, "fake", minPool, 30*time.Second)
 	}
 	t.Logf("%d rounds in %s", rounds, time.Since(start).Round(time.Second))
+	if err := p.Term(30 * time.Second); err != nil {
+		t.Errorf("SIGTERM after the rounds: %v\n%s", err, p.Log())
+	}
 }
 
 // burstAndKill sends n spawns at once, half of them tmpnb's, SIGKILLs the

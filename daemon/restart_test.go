@@ -70,6 +70,9 @@ func TestRestartWith100Containers(t *testing.T) {
 		took.Round(time.Millisecond), claimed, available, serving.Round(time.Millisecond))
 	t.Logf("bare engine list %s + %d sequential inspects %s = %s",
 		list.Round(time.Millisecond), len(before), inspect.Round(time.Millisecond), (list + inspect).Round(time.Millisecond))
+	if err := p.Term(30 * time.Second); err != nil {
+		t.Errorf("SIGTERM: %v\n%s", err, p.Log())
+	}
 }
 
 // reconcileTook reads the daemon's "reconciled" log line.

@@ -227,6 +227,12 @@ func (m *Manager) failCreate(ctx context.Context, ln *launch, containerID string
 	if already {
 		return
 	}
+	if errors.Is(cause, context.Canceled) {
+		// Shutdown cancelled the creation: not a failure of the binding.
+		m.log.Debug().Str("launch", rec.ID).Str("binding", rec.Binding).Msg("creation interrupted")
+		m.record(cctx, ln, api.EndFailed, "creation interrupted by shutdown")
+		return
+	}
 	log := m.log.Warn()
 	if failures > 1 {
 		log = m.log.Debug() // a warning only on the first failure in a row

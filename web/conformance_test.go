@@ -158,7 +158,7 @@ func TestCatalogConformance(t *testing.T) {
 	produced := map[string]map[string]bool{} // endpoint → error names
 	type trigger struct {
 		ep, method, path, body, token, want string
-		before                            func()
+		before                              func()
 	}
 	noRoute := api.Endpoint{Name: "(no route)"}
 	triggers := []trigger{

@@ -122,6 +122,9 @@ type Launch struct {
 	// container.
 	ContainerID string `json:"containerId,omitempty"`
 	Address     string `json:"address,omitempty"`
+	// Template is a hash of the binding definition the container was made
+	// from: a pooled container of an older definition is never handed out.
+	Template string `json:"template,omitempty"`
 
 	Created      time.Time `json:"created"`
 	Ready        time.Time `json:"ready,omitzero"`

@@ -92,7 +92,7 @@ func (d *daemon) onEvent(ctx context.Context, ev engine.Event) {
 	if ev.Launch == "" {
 		return
 	}
-	if _, err := d.pools.End(ctx, ev.Launch, reason); err == nil {
+	if d.pools.ContainerDied(ctx, ev.Launch, reason, ev.ExitCode) {
 		d.log.Info().Str("launch", ev.Launch).Str("binding", ev.Binding).Str("reason", reason).
 			Int("exitCode", ev.ExitCode).Msg("container ended its launch")
 	}

@@ -2,6 +2,7 @@ package pool
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -15,38 +16,48 @@ import (
 // caller follows it with Watch or Wait. path, if set, replaces the binding's
 // redirect in the launch's URL.
 //
-// Errors: ErrNoBinding, ErrFull, ErrClosed, ErrBackoff, or the image error of
-// a binding whose image cannot be had.
+// Errors: ErrNoBinding, ErrFull, ErrClosed, ErrBackoff, the engine's
+// unavailability, or the image error of a binding whose image cannot be had.
 func (m *Manager) Claim(ctx context.Context, binding, path string) (l api.Launch, cold bool, err error) {
 	start := time.Now()
-	m.mu.Lock()
-	p := m.pools[binding]
-	switch {
-	case m.closed:
-		m.mu.Unlock()
-		return api.Launch{}, false, ErrClosed
-	case p == nil || p.deleted:
-		m.mu.Unlock()
-		return api.Launch{}, false, fmt.Errorf("claim on %s: %w", binding, ErrNoBinding)
-	}
-	if len(p.available) > 0 {
+	for {
+		m.mu.Lock()
+		p := m.pools[binding]
+		switch {
+		case m.closed:
+			m.mu.Unlock()
+			return api.Launch{}, false, ErrClosed
+		case p == nil || p.deleted:
+			m.mu.Unlock()
+			return api.Launch{}, false, fmt.Errorf("claim on %s: %w", binding, ErrNoBinding)
+		}
+		if len(p.available) == 0 {
+			return m.claimCold(ctx, p, path) // unlocks
+		}
 		ln := p.available[0]
 		p.available[0] = nil
 		p.available = p.available[1:]
+		ln.where = api.StateClaimed
 		p.claimed++
-		ln.rec.State = api.StateClaimed
 		m.mu.Unlock()
 		m.Kick()
-		rec, err := m.persistClaim(ctx, ln, path, time.Now())
+		rec, err := m.claim(ctx, ln, path, true)
+		if errors.Is(err, errEnded) {
+			continue // ended under us (its container died): take the next
+		}
 		if err != nil {
 			return api.Launch{}, false, err
 		}
 		m.observeClaim(binding, false, start)
 		return rec, false, nil
 	}
-	// A cold start: take a warming launch nobody waits for yet, or start one.
+}
+
+// claimCold reserves a warming launch nobody waits for yet, or starts one.
+// Callers hold m.mu; it unlocks.
+func (m *Manager) claimCold(ctx context.Context, p *pool, path string) (api.Launch, bool, error) {
 	for _, ln := range p.warming {
-		if !ln.rec.Reserved {
+		if !ln.rec.Reserved && ln.rec.Template == p.template {
 			ln.rec.Reserved = true
 			ln.rec.URL = launchURL(ln.rec.ID, ln.rec.Token, p.binding.Redirect, path)
 			rec := ln.rec
@@ -58,7 +69,7 @@ func (m *Manager) Claim(ctx context.Context, binding, path string) (l api.Launch
 	}
 	if err := m.canStart(p); err != nil {
 		m.mu.Unlock()
-		return api.Launch{}, false, fmt.Errorf("claim on %s: %w", binding, err)
+		return api.Launch{}, false, fmt.Errorf("claim on %s: %w", p.binding.Name, err)
 	}
 	ln := m.newLaunchLocked(p, true)
 	ln.rec.URL = launchURL(ln.rec.ID, ln.rec.Token, p.binding.Redirect, path)
@@ -80,9 +91,9 @@ func (m *Manager) canStart(p *pool) error {
 		if isImageError(p.lastCause) {
 			return p.lastCause
 		}
-		return fmt.Errorf("%w until %s: %s", ErrBackoff, p.backoffUntil.Format(time.TimeOnly), p.lastErr)
+		return fmt.Errorf("%w until %s: %v", ErrBackoff, p.backoffUntil.Format(time.TimeOnly), p.lastCause)
 	}
-	if m.total >= m.opts.Capacity {
+	if m.liveLocked() >= m.opts.Capacity {
 		return fmt.Errorf("%w: capacity %d reached", ErrFull, m.opts.Capacity)
 	}
 	if p.size.Max > 0 && p.live() >= p.size.Max {
@@ -91,43 +102,58 @@ func (m *Manager) canStart(p *pool) error {
 	return nil
 }
 
-// persistClaim records the claim of ln (already counted as claimed in
-// memory), registers its route and wakes its watchers. If the store refuses,
-// the launch goes back to the front of the queue.
-func (m *Manager) persistClaim(ctx context.Context, ln *launch, path string, now time.Time) (api.Launch, error) {
+// errEnded: the launch being claimed ended meanwhile.
+var errEnded = errors.New("launch ended while being claimed")
+
+// claim stores the claim of ln, already counted as claimed, then registers
+// its route and makes it claimed in public, in one critical section: a
+// reader that sees the state claimed can open the URL. path, or an empty
+// URL, sets the URL; a cold start keeps the URL it was reserved with. When
+// the store refuses, a warm launch goes back to the front of the queue
+// (requeue) and a cold one ends as failed: nobody else may get it.
+func (m *Manager) claim(ctx context.Context, ln *launch, path string, requeue bool) (api.Launch, error) {
+	now := time.Now().UTC()
 	m.mu.Lock()
 	p := ln.pool
-	ln.rec.Claimed, ln.rec.LastActivity = now, now
-	ln.rec.Phase = "ready"
-	ln.rec.URL = launchURL(ln.rec.ID, ln.rec.Token, p.binding.Redirect, path)
-	rec := ln.rec
+	url := ln.rec.URL
+	if path != "" || url == "" {
+		url = launchURL(ln.rec.ID, ln.rec.Token, p.binding.Redirect, path)
+	}
+	id, reserved := ln.rec.ID, ln.rec.Reserved
 	m.mu.Unlock()
 
-	_, err := m.opts.Store.UpdateLaunch(ctx, rec.ID, func(s *api.Launch) error {
-		s.State, s.Claimed, s.LastActivity, s.URL, s.Phase = rec.State, rec.Claimed, rec.LastActivity, rec.URL, rec.Phase
-		s.Reserved = rec.Reserved
+	_, err := m.opts.Store.UpdateLaunch(ctx, id, func(s *api.Launch) error {
+		s.State, s.Claimed, s.LastActivity, s.URL, s.Phase = api.StateClaimed, now, now, url, "ready"
+		s.Reserved = reserved
 		return nil
 	})
-	if err != nil {
-		m.mu.Lock()
-		if !ln.ended {
-			p.claimed--
-			ln.rec.State, ln.rec.Claimed, ln.rec.LastActivity, ln.rec.URL = api.StateAvailable, time.Time{}, time.Time{}, ""
-			p.available = append([]*launch{ln}, p.available...)
-		}
+
+	m.mu.Lock()
+	if ln.ended {
 		m.mu.Unlock()
-		return api.Launch{}, fmt.Errorf("record claim of %s: %w", rec.ID, err)
+		return api.Launch{}, fmt.Errorf("launch %s: %w", id, errEnded)
 	}
+	if err != nil {
+		err = fmt.Errorf("record claim of %s: %w", id, err)
+		if requeue {
+			ln.where = api.StateAvailable
+			p.claimed--
+			p.available = append([]*launch{ln}, p.available...)
+			m.mu.Unlock()
+			return api.Launch{}, err
+		}
+		m.unlinkLocked(ln)
+		m.mu.Unlock()
+		m.finish(ctx, ln, api.EndFailed, err.Error())
+		return api.Launch{}, err
+	}
+	defer m.mu.Unlock()
+	ln.rec.State, ln.rec.Claimed, ln.rec.LastActivity, ln.rec.URL, ln.rec.Phase = api.StateClaimed, now, now, url, "ready"
 	// The route is added under the lock (a map write, no I/O) so that an End
 	// racing with this claim cannot leave a route behind.
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	if ln.ended {
-		return api.Launch{}, fmt.Errorf("launch %s ended while being claimed: %w", rec.ID, ErrNotFound)
-	}
-	m.opts.Router.Add(proxy.Route{ID: rec.ID, Binding: rec.Binding, Target: rec.Address, Token: rec.Token})
+	m.opts.Router.Add(proxy.Route{ID: id, Binding: ln.rec.Binding, Target: ln.rec.Address, Token: ln.rec.Token})
 	ln.notify()
-	return rec, nil
+	return ln.rec, nil
 }
 
 // persistReserved records that a warming launch is now reserved for a

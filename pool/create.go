@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -20,15 +22,14 @@ func (m *Manager) newLaunchLocked(p *pool, reserved bool) *launch {
 		rec: api.Launch{
 			ID: id, Binding: p.binding.Name, State: api.StateWarming, Phase: "waiting",
 			Reserved: reserved, Location: basePath(id), URI: launchURI(p.binding.Name, id),
-			Token: token, Created: time.Now().UTC(),
+			Token: token, Template: p.template, Created: time.Now().UTC(),
 		},
+		where:   api.StateWarming,
 		pool:    p,
-		gen:     p.gen,
 		changed: make(chan struct{}),
 	}
 	p.warming = append(p.warming, ln)
 	m.launches[id] = ln
-	m.total++
 	return ln
 }
 
@@ -41,19 +42,32 @@ func (m *Manager) startCreate(ctx context.Context, ln *launch) error {
 	rec := ln.rec
 	m.mu.Unlock()
 	if err := m.opts.Store.PutLaunch(ctx, rec); err != nil {
+		m.mu.Lock()
+		deleted := ln.pool.deleted
+		m.mu.Unlock()
 		m.drop(ln)
+		if deleted {
+			return fmt.Errorf("launch %s: %w", rec.ID, ErrNoBinding)
+		}
 		return fmt.Errorf("record launch %s: %w", rec.ID, err)
 	}
 	cctx, cancel := context.WithCancel(m.ctx)
 	m.mu.Lock()
-	if ln.ended {
-		// Ended (binding deleted, pool shrunk) before its creation began.
+	switch {
+	case ln.ended:
+		// Ended (binding deleted, pool shrunk) before its creation began;
+		// whoever ended it records the end.
 		m.mu.Unlock()
 		cancel()
 		return nil
+	case m.closed:
+		m.mu.Unlock()
+		cancel()
+		m.endUnstarted(ctx, ln)
+		return fmt.Errorf("launch %s: %w", rec.ID, ErrClosed)
 	}
 	ln.cancel = cancel
-	m.wg.Add(1)
+	m.wg.Add(1) // under the lock, with m.closed false: Run's Wait comes after
 	m.mu.Unlock()
 	go func() {
 		defer m.wg.Done()
@@ -72,10 +86,17 @@ func (m *Manager) drop(ln *launch) {
 	ln.notify()
 }
 
+// endUnstarted ends a recorded launch whose creation never began.
+func (m *Manager) endUnstarted(ctx context.Context, ln *launch) {
+	m.mu.Lock()
+	m.unlinkLocked(ln)
+	m.mu.Unlock()
+	m.finish(ctx, ln, api.EndFailed, "not started: nbpool is shutting down")
+}
+
 // create makes, starts and probes the container of a warming launch, then
 // puts it in the pool or, when reserved, claims it.
 func (m *Manager) create(ctx context.Context, ln *launch) {
-	m.setPhase(ln, "waiting", "")
 	select {
 	case m.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -89,10 +110,9 @@ func (m *Manager) create(ctx context.Context, ln *launch) {
 	b, rec, p := ln.pool.binding, ln.rec, ln.pool
 	imageReady := p.imageReady
 	m.mu.Unlock()
-	log := m.log.With().Str("launch", rec.ID).Str("binding", rec.Binding).Logger()
 
 	if !imageReady {
-		m.setPhase(ln, "fetching", "checking image "+b.Image)
+		m.setPhase(ln, "fetching")
 		if err := m.opts.Engine.EnsureImage(ctx, b.Image); err != nil {
 			m.failCreate(ctx, ln, "", &ImageError{Image: b.Image, Err: err})
 			return
@@ -102,7 +122,7 @@ func (m *Manager) create(ctx context.Context, ln *launch) {
 		m.mu.Unlock()
 	}
 
-	m.setPhase(ln, "launching", "starting container")
+	m.setPhase(ln, "launching")
 	spec, err := containerSpec(m.opts.Instance, b, rec)
 	if err != nil {
 		m.failCreate(ctx, ln, "", err)
@@ -120,18 +140,18 @@ func (m *Manager) create(ctx context.Context, ln *launch) {
 	if ended {
 		// Ended while its container was being made: End may not have known
 		// the container, so remove it here.
-		m.removeQuietly(ctx, rec.ID, c.ID)
+		m.removeContainer(ctx, rec.ID, c.ID)
 		return
 	}
 
-	m.setPhase(ln, "connecting", "waiting for the notebook server")
+	m.setPhase(ln, "connecting")
 	url := "http://" + c.Address + basePath(rec.ID) + b.Readiness.Path
 	if err := m.waitReady(ctx, url, rec.Token, b.Readiness.Timeout.D()); err != nil {
 		m.failCreate(ctx, ln, c.ID, err)
 		return
 	}
 	took := time.Since(start)
-	log.Debug().Dur("took", took).Msg("container ready")
+	m.log.Debug().Str("launch", rec.ID).Str("binding", rec.Binding).Dur("took", took).Msg("container ready")
 	if o := m.opts.Observer; o != nil {
 		o.Created(rec.Binding, took, nil)
 	}
@@ -146,32 +166,31 @@ func (m *Manager) ready(ctx context.Context, ln *launch) {
 	if ln.ended {
 		id, containerID := ln.rec.ID, ln.rec.ContainerID
 		m.mu.Unlock()
-		m.removeQuietly(ctx, id, containerID)
+		m.removeContainer(ctx, id, containerID)
 		return
 	}
 	p := ln.pool
-	p.warming = remove(p.warming, ln)
-	p.failures, p.lastErr, p.lastCause = 0, "", nil
+	p.failures, p.lastCause = 0, nil
 	ln.rec.Ready = now
-	if ln.rec.Reserved {
+	switch {
+	case ln.rec.Reserved:
+		p.warming = remove(p.warming, ln)
+		ln.where = api.StateClaimed
 		p.claimed++
-		ln.rec.State = api.StateClaimed
 		m.mu.Unlock()
-		if _, err := m.persistClaim(ctx, ln, "", now); err != nil {
-			m.log.Error().Err(err).Str("launch", ln.rec.ID).Msg("claim after cold start")
-			m.End(ctx, ln.rec.ID, api.EndFailed)
-			return
+		if rec, err := m.claim(ctx, ln, "", false); err == nil {
+			m.observeClaim(rec.Binding, true, rec.Created)
 		}
-		m.observeClaim(ln.rec.Binding, true, ln.rec.Created)
 		return
-	}
-	if ln.gen != p.gen || p.deleted {
+	case ln.rec.Template != p.template:
 		// Made from a definition that changed meanwhile: not for the pool.
 		m.unlinkLocked(ln)
 		m.mu.Unlock()
-		m.finish(ctx, ln, api.EndUpdated)
+		m.finish(ctx, ln, api.EndUpdated, "")
 		return
 	}
+	p.warming = remove(p.warming, ln)
+	ln.where = api.StateAvailable
 	ln.rec.State, ln.rec.Phase = api.StateAvailable, "ready"
 	p.available = append(p.available, ln)
 	rec := ln.rec
@@ -195,42 +214,30 @@ func (m *Manager) ready(ctx context.Context, ln *launch) {
 
 // failCreate ends a warming launch whose container could not be made ready:
 // the container (if any) is removed, the failure counted and the binding
-// backed off.
+// backed off. A creation cancelled because its launch ended (or nbpool is
+// stopping) only cleans up.
 func (m *Manager) failCreate(ctx context.Context, ln *launch, containerID string, cause error) {
+	cancelled := errors.Is(cause, context.Canceled)
 	m.mu.Lock()
 	already := ln.ended
 	p := ln.pool
 	if !already {
 		m.unlinkLocked(ln)
 		ln.cause = cause
-		if !errors.Is(cause, context.Canceled) {
-			p.failures++
-			p.lastErr, p.lastCause = cause.Error(), cause
-			p.backoffUntil = time.Now().Add(backoff(p.failures, isImageError(cause)))
-			if isImageError(cause) {
-				p.imageReady = false
-			}
+		if !cancelled {
+			p.fail(cause)
 		}
 	}
-	rec := ln.rec
-	failures := p.failures
+	rec, failures := ln.rec, p.failures
 	m.mu.Unlock()
 
-	// Cleanup outlives the cancelled creation context but is bounded.
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-	defer cancel()
-	if containerID != "" {
-		if err := m.opts.Engine.Remove(cctx, containerID); err != nil {
-			m.log.Warn().Err(err).Str("launch", rec.ID).Msg("remove failed container")
-		}
-	}
-	if already {
+	m.removeContainer(ctx, rec.ID, containerID)
+	switch {
+	case already:
 		return
-	}
-	if errors.Is(cause, context.Canceled) {
-		// Shutdown cancelled the creation: not a failure of the binding.
+	case cancelled:
 		m.log.Debug().Str("launch", rec.ID).Str("binding", rec.Binding).Msg("creation interrupted")
-		m.record(cctx, ln, api.EndFailed, "creation interrupted by shutdown")
+		m.record(ctx, ln, api.EndFailed, "creation interrupted by shutdown")
 		return
 	}
 	log := m.log.Warn()
@@ -241,20 +248,29 @@ func (m *Manager) failCreate(ctx context.Context, ln *launch, containerID string
 	if o := m.opts.Observer; o != nil {
 		o.Created(rec.Binding, 0, cause)
 	}
-	m.record(cctx, ln, api.EndFailed, cause.Error())
+	m.record(ctx, ln, api.EndFailed, cause.Error())
 }
 
-// removeQuietly removes the container of an ended launch, outliving a
-// cancelled creation context.
-func (m *Manager) removeQuietly(ctx context.Context, launchID, containerID string) {
+// removeContainer removes a container (none when containerID is empty) and
+// reports whether it did. Removal outlives a cancelled caller (a request
+// whose client left, a creation cancelled at shutdown) but is bounded.
+func (m *Manager) removeContainer(ctx context.Context, launchID, containerID string) bool {
 	if containerID == "" {
-		return
+		return false
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	ctx, cancel := cleanupContext(ctx)
 	defer cancel()
-	if err := m.opts.Engine.Remove(cctx, containerID); err != nil {
-		m.log.Warn().Err(err).Str("launch", launchID).Msg("remove container of an ended launch")
+	if err := m.opts.Engine.Remove(ctx, containerID); err != nil {
+		m.log.Warn().Err(err).Str("launch", launchID).Str("container", containerID).Msg("remove container")
+		return false
 	}
+	return true
+}
+
+// cleanupContext detaches ctx from its cancellation and bounds it: the end
+// of a launch must complete even when whoever asked for it has gone.
+func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 }
 
 // backoff is how long a binding waits after n failures in a row: 1s doubling
@@ -271,7 +287,7 @@ func backoff(n int, image bool) time.Duration {
 }
 
 // setPhase records a starting launch's progress for watchers.
-func (m *Manager) setPhase(ln *launch, phase, msg string) {
+func (m *Manager) setPhase(ln *launch, phase string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if ln.ended || ln.rec.Phase == phase {
@@ -320,14 +336,14 @@ func (m *Manager) fill(ctx context.Context) {
 		m.mu.Unlock()
 		return
 	}
-	for _, name := range sortedKeys(m.pools) {
+	for _, name := range slices.Sorted(maps.Keys(m.pools)) {
 		p := m.pools[name]
 		if p.deleted {
 			continue
 		}
 		spare := len(p.available)
 		for _, ln := range p.warming {
-			if !ln.rec.Reserved {
+			if !ln.rec.Reserved && ln.rec.Template == p.template {
 				spare++
 			}
 		}
@@ -350,7 +366,7 @@ func (m *Manager) fill(ctx context.Context) {
 		}
 	}
 	for _, ln := range trims {
-		m.finish(ctx, ln, api.EndShrunk)
+		m.finish(ctx, ln, api.EndShrunk, "")
 	}
 }
 

@@ -25,32 +25,57 @@ func (e *InUseError) Is(target error) bool { return target == ErrInUse }
 
 // End ends a live launch for reason: its route goes, its record moves to
 // history and its container is removed; the pool refills. It returns the
-// ended record, or ErrNotFound when no live launch has the id.
+// ended record, or ErrNotFound when no live launch has the id. The end
+// completes even if ctx is cancelled meanwhile.
 func (m *Manager) End(ctx context.Context, id, reason string) (api.Launch, error) {
-	m.mu.Lock()
-	ln := m.launches[id]
-	if ln == nil || ln.ended {
-		m.mu.Unlock()
+	l, ok := m.EndIf(ctx, id, reason, nil)
+	if !ok {
 		return api.Launch{}, fmt.Errorf("end launch %s: %w", id, ErrNotFound)
 	}
-	m.unlinkLocked(ln)
-	m.mu.Unlock()
-	return m.finish(ctx, ln, reason), nil
+	return l, nil
 }
 
-// EndIf ends the launch only if keep reports false for its current record,
-// deciding under the manager's lock (the culler uses it so a launch that
-// became active is not culled).
+// EndIf ends the launch only if keep (when not nil) reports false for its
+// current record, deciding under the manager's lock (the culler uses it so a
+// launch that became active is not culled).
 func (m *Manager) EndIf(ctx context.Context, id, reason string, keep func(api.Launch) bool) (api.Launch, bool) {
 	m.mu.Lock()
 	ln := m.launches[id]
-	if ln == nil || ln.ended || keep(ln.rec) {
+	if ln == nil || ln.ended || (keep != nil && keep(ln.rec)) {
 		m.mu.Unlock()
 		return api.Launch{}, false
 	}
 	m.unlinkLocked(ln)
 	m.mu.Unlock()
-	return m.finish(ctx, ln, reason), true
+	return m.finish(ctx, ln, reason, ""), true
+}
+
+// ContainerDied ends the launch of a container that exited (reason died or
+// oom). A container that exits before it was ever ready is a failure of its
+// binding: it is counted and the binding backs off, so an image whose
+// server cannot start does not restart in a loop. It reports whether a live
+// launch ended.
+func (m *Manager) ContainerDied(ctx context.Context, id, reason string, exitCode int) bool {
+	m.mu.Lock()
+	ln := m.launches[id]
+	if ln == nil || ln.ended {
+		m.mu.Unlock()
+		return false
+	}
+	msg := ""
+	if ln.where == api.StateWarming {
+		cause := fmt.Errorf("container exited (code %d) before its notebook server was ready", exitCode)
+		if reason == api.EndOOM {
+			cause = fmt.Errorf("container was killed for lack of memory before its notebook server was ready")
+		}
+		ln.pool.fail(cause)
+		ln.cause = cause
+		reason, msg = api.EndFailed, cause.Error()
+	}
+	m.unlinkLocked(ln)
+	m.mu.Unlock()
+	m.finish(ctx, ln, reason, msg)
+	return true
 }
 
 // RemoveBinding ends every launch of a binding and forgets its pool. With
@@ -79,7 +104,7 @@ func (m *Manager) RemoveBinding(ctx context.Context, name string, force bool) er
 	}
 	m.mu.Unlock()
 	for _, ln := range ends {
-		m.finish(ctx, ln, api.EndDeleted)
+		m.finish(ctx, ln, api.EndDeleted, "")
 	}
 	return nil
 }
@@ -93,7 +118,7 @@ func (m *Manager) unlinkLocked(ln *launch) {
 	}
 	ln.ended = true
 	p := ln.pool
-	switch ln.rec.State {
+	switch ln.where {
 	case api.StateWarming:
 		p.warming = remove(p.warming, ln)
 	case api.StateAvailable:
@@ -101,29 +126,24 @@ func (m *Manager) unlinkLocked(ln *launch) {
 	case api.StateClaimed:
 		p.claimed--
 	}
-	if _, ok := m.launches[ln.rec.ID]; ok {
-		m.total--
-	}
 }
 
 // finish completes the end of a launch already unlinked and marked ended:
 // the route goes, a creation in flight is cancelled, the container is removed
-// and the record moves to history.
-func (m *Manager) finish(ctx context.Context, ln *launch, reason string) api.Launch {
+// and the record moves to history. It outlives a cancelled ctx.
+func (m *Manager) finish(ctx context.Context, ln *launch, reason, errMsg string) api.Launch {
+	ctx, cancel := cleanupContext(ctx)
+	defer cancel()
 	m.mu.Lock()
-	cancel := ln.cancel
-	id, binding, containerID := ln.rec.ID, ln.rec.Binding, ln.rec.ContainerID
+	stop := ln.cancel
+	id, containerID := ln.rec.ID, ln.rec.ContainerID
 	m.mu.Unlock()
 	m.opts.Router.Remove(id)
-	if cancel != nil {
-		cancel()
+	if stop != nil {
+		stop()
 	}
-	if containerID != "" {
-		if err := m.opts.Engine.Remove(ctx, containerID); err != nil {
-			m.log.Warn().Err(err).Str("launch", id).Str("binding", binding).Msg("remove container")
-		}
-	}
-	rec := m.record(ctx, ln, reason, "")
+	m.removeContainer(ctx, id, containerID)
+	rec := m.record(ctx, ln, reason, errMsg)
 	m.log.Info().Str("launch", rec.ID).Str("binding", rec.Binding).Str("reason", reason).Msg("launch ended")
 	m.Kick()
 	return rec

@@ -3,7 +3,6 @@ package pool
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"net/url"
 	"slices"
 	"strings"
@@ -51,17 +50,6 @@ func launchURL(id, token, redirect, path string) string {
 		redirect = path
 	}
 	return basePath(id) + strings.TrimLeft(redirect, "/") + "?token=" + url.QueryEscape(token)
-}
-
-func jsonBytes(v any) ([]byte, error) { return json.Marshal(v) }
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
 
 func sortLaunches(ls []api.Launch) {

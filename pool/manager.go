@@ -2,10 +2,14 @@ package pool
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -93,7 +97,6 @@ type Manager struct {
 	ctx      context.Context // creations live under it
 	pools    map[string]*pool
 	launches map[string]*launch
-	total    int
 	closed   bool
 	engErr   error          // set while the engine does not answer
 	wg       sync.WaitGroup // creation goroutines
@@ -103,26 +106,38 @@ type Manager struct {
 type pool struct {
 	binding   api.Binding
 	size      api.PoolSpec // effective size: runtime override or the binding's
-	gen       int          // bumped when the binding changes
+	template  string       // templateHash(binding)
 	available []*launch    // FIFO: oldest first
 	warming   []*launch
 	claimed   int
 	deleted   bool
 
 	failures     int
-	lastErr      string
-	lastCause    error
+	lastCause    error // the latest failure in a row; nil after a success
 	backoffUntil time.Time
 	imageReady   bool
 }
 
 func (p *pool) live() int { return len(p.available) + len(p.warming) + p.claimed }
 
-// launch is a live launch in memory. rec is guarded by Manager.mu.
+// fail counts a failed creation and backs the binding off.
+func (p *pool) fail(cause error) {
+	p.failures++
+	p.lastCause = cause
+	p.backoffUntil = time.Now().Add(backoff(p.failures, isImageError(cause)))
+	if isImageError(cause) {
+		p.imageReady = false
+	}
+}
+
+// launch is a live launch in memory. Its fields are guarded by Manager.mu.
 type launch struct {
-	rec     api.Launch
+	// rec is the public view. Its State says claimed only once the claim is
+	// stored and the route registered.
+	rec api.Launch
+	// where is where the launch is counted: warming, available or claimed.
+	where   api.State
 	pool    *pool
-	gen     int
 	ended   bool
 	cause   error              // why its creation failed
 	cancel  context.CancelFunc // cancels its creation
@@ -162,8 +177,9 @@ func (m *Manager) Kick() {
 	}
 }
 
-// Run fills and trims the pools until ctx ends, then waits for creations in
-// flight to finish. It must be called once, after the bindings are set.
+// Run fills and trims the pools until ctx ends, then stops taking spawns,
+// cancels the creations in flight and waits for them. It must be called
+// once, after the bindings are set.
 func (m *Manager) Run(ctx context.Context) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
@@ -171,6 +187,18 @@ func (m *Manager) Run(ctx context.Context) error {
 		m.fill(ctx)
 		select {
 		case <-ctx.Done():
+			m.mu.Lock()
+			m.closed = true
+			var cancels []context.CancelFunc
+			for _, ln := range m.launches {
+				if ln.where == api.StateWarming && ln.cancel != nil {
+					cancels = append(cancels, ln.cancel)
+				}
+			}
+			m.mu.Unlock()
+			for _, c := range cancels {
+				c()
+			}
 			m.wg.Wait()
 			return nil
 		case <-m.kick:
@@ -204,36 +232,36 @@ func (m *Manager) Close() {
 func (m *Manager) SetBinding(ctx context.Context, b api.Binding, size api.PoolSpec) {
 	m.mu.Lock()
 	p := m.pools[b.Name]
+	tmpl := templateHash(b)
 	var stale []*launch
 	if p == nil {
 		p = &pool{}
 		m.pools[b.Name] = p
-	} else if !sameTemplate(p.binding, b) {
-		p.gen++
+	} else if p.template != tmpl {
 		p.imageReady = p.imageReady && p.binding.Image == b.Image
-		p.failures, p.backoffUntil, p.lastErr = 0, time.Time{}, ""
+		p.failures, p.backoffUntil, p.lastCause = 0, time.Time{}, nil
 		stale = append(stale, p.available...)
 		for _, l := range stale {
 			m.unlinkLocked(l)
 		}
 	}
-	p.binding, p.size = b, size
+	p.binding, p.size, p.template = b, size, tmpl
 	m.mu.Unlock()
 	for _, l := range stale {
-		m.finish(ctx, l, api.EndUpdated)
+		m.finish(ctx, l, api.EndUpdated, "")
 	}
 	m.Kick()
 }
 
-// sameTemplate reports whether two definitions make the same containers.
-func sameTemplate(a, b api.Binding) bool {
-	a.Pool, b.Pool = api.PoolSpec{}, api.PoolSpec{}
-	a.Cull, b.Cull = api.Cull{}, api.Cull{}
-	a.Created, b.Created, a.Updated, b.Updated = time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	a.Redirect, b.Redirect = "", ""
-	ja, _ := jsonBytes(a)
-	jb, _ := jsonBytes(b)
-	return string(ja) == string(jb)
+// templateHash identifies what a definition makes containers from: the
+// binding without its pool, cull and redirect settings, which do not change
+// containers.
+func templateHash(b api.Binding) string {
+	b.Pool, b.Cull, b.Redirect = api.PoolSpec{}, api.Cull{}, ""
+	b.Created, b.Updated = time.Time{}, time.Time{}
+	j, _ := json.Marshal(b)
+	sum := sha256.Sum256(j)
+	return hex.EncodeToString(sum[:8])
 }
 
 // Resize sets a binding's effective pool size; the pool grows or shrinks at
@@ -286,31 +314,33 @@ func (m *Manager) Pools() []api.Pool {
 			out = append(out, p.report(name))
 		}
 	}
-	slices.SortFunc(out, func(a, b api.Pool) int { return cmpString(a.Binding, b.Binding) })
+	slices.SortFunc(out, func(a, b api.Pool) int { return strings.Compare(a.Binding, b.Binding) })
 	return out
 }
 
 func (p *pool) report(name string) api.Pool {
-	return api.Pool{
+	r := api.Pool{
 		Binding: name, Running: p.claimed, Available: len(p.available), Pending: len(p.warming),
-		MinPool: p.size.Min, MaxPool: p.size.Max,
-		Failures: p.failures, LastError: p.lastErr, BackoffUntil: p.backoffUntil,
+		MinPool: p.size.Min, MaxPool: p.size.Max, Failures: p.failures, BackoffUntil: p.backoffUntil,
 	}
+	if p.lastCause != nil {
+		r.LastError = p.lastCause.Error()
+	}
+	return r
 }
 
 // Live counts live launches in all pools.
 func (m *Manager) Live() int {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.total
+	return m.liveLocked()
 }
 
-func cmpString(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
+// liveLocked counts the launches of all pools: what the capacity bounds.
+func (m *Manager) liveLocked() int {
+	n := 0
+	for _, p := range m.pools {
+		n += p.live()
 	}
-	return 0
+	return n
 }

@@ -468,3 +468,84 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(5 * time.Millisecond)
 	}
 }
+
+// A container that exits before it is ready is a failure of its binding:
+// counted and backed off, not restarted in a loop (the die event wins the
+// race with the readiness probe every time).
+func TestEarlyExitBacksOff(t *testing.T) {
+	h := newHarness(t, 10)
+	h.eng.mu.Lock()
+	h.eng.dead["*"] = true
+	h.eng.mu.Unlock()
+	h.m.SetBinding(context.Background(), binding("a", 1, 0), api.PoolSpec{Min: 1})
+	stop := time.After(time.Second)
+	for done := false; !done; {
+		select {
+		case <-stop:
+			done = true
+		case <-time.After(5 * time.Millisecond):
+			for _, l := range h.m.List("a") {
+				if l.ContainerID != "" {
+					h.m.ContainerDied(context.Background(), l.ID, api.EndDied, 2) // what the event loop does
+				}
+			}
+		}
+	}
+	if n := h.eng.runs.Load(); n > 3 {
+		t.Fatalf("%d containers started in a second for a server that exits at once: hot loop", n)
+	}
+	p, _ := h.m.Pool("a")
+	if p.Failures == 0 || !strings.Contains(p.LastError, "exited (code 2)") {
+		t.Fatalf("the early exit is not reported as a failure: %+v", p)
+	}
+}
+
+// A cold start keeps the path it was asked for.
+func TestColdStartKeepsPath(t *testing.T) {
+	h := newHarness(t, 10, binding("a", 0, 0))
+	ctx := context.Background()
+	l, cold, err := h.m.Claim(ctx, "a", "notebooks/intro.ipynb")
+	if err != nil || !cold {
+		t.Fatalf("cold claim: %v %v", cold, err)
+	}
+	got, err := h.m.Wait(ctx, l.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(got.URL, "/user/"+l.ID+"/notebooks/intro.ipynb?token=") {
+		t.Fatalf("claimed URL %q lost the path", got.URL)
+	}
+	if !h.routes.has(l.ID) {
+		t.Fatal("claimed without a route")
+	}
+}
+
+// After a binding changes, a cold claim never gets a container of the old
+// definition, and the old pooled ones are replaced.
+func TestChangedBindingIsNotHandedOutOld(t *testing.T) {
+	h := newHarness(t, 10, binding("a", 2, 0))
+	h.eng.delay = 100 * time.Millisecond
+	h.waitAvailable(t, "a", 2)
+	ctx := context.Background()
+	if _, _, err := h.m.Claim(ctx, "a", ""); err != nil { // starts a refill of the old definition
+		t.Fatal(err)
+	}
+	nb := binding("a", 2, 0)
+	nb.Image = "img2"
+	h.m.SetBinding(ctx, nb, nb.Pool)
+	want := templateHash(nb)
+	for range 3 {
+		l, cold, err := h.m.Claim(ctx, "a", "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cold {
+			if l, err = h.m.Wait(ctx, l.ID); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if l.Template != want {
+			t.Fatalf("handed out a container of the old definition: %+v", l)
+		}
+	}
+}

@@ -37,7 +37,7 @@ func (m *Manager) Reconcile(ctx context.Context, records []api.Launch, container
 		wg.Go(func() {
 			sem <- struct{}{}
 			defer func() { <-sem }()
-			removed := containerID != "" && m.removeContainer(ctx, containerID)
+			removed := m.removeContainer(ctx, launchOf(rec), containerID)
 			if rec != nil {
 				m.endRecord(ctx, *rec, reason, msg)
 			}
@@ -95,6 +95,8 @@ func (m *Manager) Reconcile(ctx context.Context, records []api.Launch, container
 			rec.ContainerID, rec.Address = c.ID, c.Address
 			m.adopt(p, rec)
 			t.add(func(r *ReconcileReport) { r.Claimed++ })
+		case rec.State == api.StateAvailable && rec.Template != p.template:
+			cleanup(c.ID, &rec, api.EndUpdated, "made from an older definition of the binding")
 		case rec.State == api.StateAvailable:
 			rec.ContainerID, rec.Address = c.ID, c.Address
 			probes = append(probes, m.adoptWarming(p, rec))
@@ -123,11 +125,10 @@ func (t *tally) add(fn func(*ReconcileReport)) {
 
 // adopt puts a claimed launch back with its route.
 func (m *Manager) adopt(p *pool, rec api.Launch) {
-	ln := &launch{rec: rec, pool: p, gen: p.gen, changed: make(chan struct{})}
+	ln := &launch{rec: rec, where: api.StateClaimed, pool: p, changed: make(chan struct{})}
 	m.mu.Lock()
 	m.launches[rec.ID] = ln
 	p.claimed++
-	m.total++
 	m.opts.Router.Add(proxy.Route{ID: rec.ID, Binding: rec.Binding, Target: rec.Address, Token: rec.Token})
 	m.mu.Unlock()
 	if !rec.LastActivity.IsZero() {
@@ -138,11 +139,10 @@ func (m *Manager) adopt(p *pool, rec api.Launch) {
 // adoptWarming counts an available launch as warming until its probe passes.
 func (m *Manager) adoptWarming(p *pool, rec api.Launch) *launch {
 	rec.State = api.StateWarming
-	ln := &launch{rec: rec, pool: p, gen: p.gen, changed: make(chan struct{})}
+	ln := &launch{rec: rec, where: api.StateWarming, pool: p, changed: make(chan struct{})}
 	m.mu.Lock()
 	m.launches[rec.ID] = ln
 	p.warming = append(p.warming, ln)
-	m.total++
 	m.mu.Unlock()
 	return ln
 }
@@ -167,7 +167,7 @@ func (m *Manager) reprobe(ctx context.Context, probes []*launch, t *tally) {
 			if !ln.ended {
 				p := ln.pool
 				p.warming = remove(p.warming, ln)
-				ln.rec.State = api.StateAvailable
+				ln.where, ln.rec.State = api.StateAvailable, api.StateAvailable
 				p.available = append(p.available, ln)
 			}
 			m.mu.Unlock()
@@ -175,15 +175,6 @@ func (m *Manager) reprobe(ctx context.Context, probes []*launch, t *tally) {
 		})
 	}
 	wg.Wait()
-}
-
-// removeContainer removes a container and reports whether it did.
-func (m *Manager) removeContainer(ctx context.Context, id string) bool {
-	if err := m.opts.Engine.Remove(ctx, id); err != nil {
-		m.log.Warn().Err(err).Str("container", id).Msg("remove container")
-		return false
-	}
-	return true
 }
 
 // endRecord ends a stored launch that has no launch in memory.
@@ -231,10 +222,17 @@ func (m *Manager) Resync(ctx context.Context, containers []engine.Container, lis
 		}
 	}
 	for launch, c := range byLaunch {
-		if !known[launch] && m.removeContainer(ctx, c.ID) {
+		if !known[launch] && m.removeContainer(ctx, launch, c.ID) {
 			rep.Removed++
 		}
 	}
 	m.Kick()
 	return rep
+}
+
+func launchOf(rec *api.Launch) string {
+	if rec == nil {
+		return ""
+	}
+	return rec.ID
 }

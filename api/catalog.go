@@ -80,9 +80,11 @@ func ClientErrors() []ErrorSpec { return []ErrorSpec{ErrRefused, ErrTimeout} }
 // AllowsError reports whether e may answer for name: one of its own errors
 // or a global one.
 func (e Endpoint) AllowsError(name string) bool {
-	for _, s := range append(e.Errors, GlobalErrors()...) {
-		if s.Name == name {
-			return true
+	for _, errs := range [][]ErrorSpec{e.Errors, GlobalErrors()} {
+		for _, s := range errs {
+			if s.Name == name {
+				return true
+			}
 		}
 	}
 	return false

@@ -41,8 +41,8 @@ func (e *Error) Error() string { return e.Message }
 // Unwrap returns the domain error behind e, if any.
 func (e *Error) Unwrap() error { return e.cause }
 
-// Is matches any *Error of the same name, so errors.Is(err, ErrFull.New())
-// and errors.Is(err, ErrFull) both work through the spec's sentinel.
+// Is matches any *Error of the same name: errors.Is(err, ErrFull.New())
+// holds for any full error. (For a spec, use ErrFull.Is(err).)
 func (e *Error) Is(target error) bool {
 	t, ok := target.(*Error)
 	return ok && t.Name == e.Name
@@ -118,10 +118,10 @@ var (
 		},
 	}
 	ErrMalformedRequest = ErrorSpec{
-		Name: "malformedRequest", Status: 400, Statuses: []int{422},
+		Name: "malformedRequest", Status: 400,
 		Message: "malformed request: {reason}",
 		Suggestions: []string{
-			"send a JSON body with only the fields listed for this endpoint in GET /api/docs",
+			"check the body and the parameters against this endpoint in GET /api/docs: JSON, with only the fields listed",
 		},
 	}
 	ErrTooLarge = ErrorSpec{
@@ -134,7 +134,7 @@ var (
 		Message: "no container is free: {reason}",
 		Suggestions: []string{
 			"try again in a few seconds (see the Retry-After header)",
-			"an admin can raise the capacity or a pool's maxPool with `nbpool pools set`",
+			"an admin can raise the daemon's capacity (config key capacity) or a binding's maximum (`nbpool pools set BINDING --max N`)",
 		},
 	}
 	ErrEngineUnavailable = ErrorSpec{
@@ -277,6 +277,14 @@ var (
 		Suggestions: []string{
 			"open the URL you were given, with its ?token=",
 			"or send 'Authorization: token <token>'",
+		},
+	}
+	ErrSessionStarting = ErrorSpec{
+		Name: "sessionStarting", Status: 503,
+		Message: "notebook session {id} is still starting",
+		Suggestions: []string{
+			"retry in a few seconds (see the Retry-After header)",
+			"or follow its progress at GET /api/binders/<binding>/{id}/events",
 		},
 	}
 	ErrSessionUnreachable = ErrorSpec{

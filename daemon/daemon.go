@@ -73,6 +73,7 @@ func Run(ctx context.Context, cfg Config, log zerolog.Logger, version api.Versio
 	d.proxy = proxy.New(proxy.Options{
 		Log:                 log,
 		Ended:               d.endedBinding,
+		Starting:            d.starting,
 		NotFoundRedirect:    cfg.Proxy.NotFoundRedirect,
 		TrustForwardedProto: cfg.Proxy.TrustForwardedProto,
 		Unreachable:         func(id string) { d.recheck(ctx, id) },
@@ -225,6 +226,12 @@ func (d *daemon) endedBinding(ctx context.Context, id string) (string, bool) {
 	return l.Binding, true
 }
 
+// starting tells the proxy whether a launch without a route is starting.
+func (d *daemon) starting(_ context.Context, id string) bool {
+	l, ok := d.pools.Get(id)
+	return ok && l.State == api.StateWarming && l.Reserved
+}
+
 // recheck looks at the container of a launch whose server did not answer
 // through the proxy, and ends the launch if the container is gone or dead.
 func (d *daemon) recheck(ctx context.Context, id string) {
@@ -241,7 +248,7 @@ func (d *daemon) recheck(ctx context.Context, id string) {
 		if c.OOMKilled {
 			reason = api.EndOOM
 		}
-		_, _ = d.pools.End(ctx, id, reason)
+		d.pools.ContainerDied(ctx, id, reason, c.ExitCode)
 	}
 }
 

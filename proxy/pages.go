@@ -28,6 +28,8 @@ type answer struct {
 	Hint     string
 	Link     string
 	LinkText string
+	// Refresh, in seconds, makes the page reload itself.
+	Refresh int
 }
 
 // Status is the HTTP status of the answer.
@@ -88,10 +90,24 @@ func endedAnswer(id, binding string) answer {
 	return a
 }
 
+func startingAnswer(id string) answer {
+	return answer{
+		Err:     api.ErrSessionStarting.New("id", id),
+		Title:   "Your notebook is starting",
+		Message: "The notebook server of this session is starting. This page reloads by itself.",
+		Refresh: 2,
+	}
+}
+
 // answerNotFound answers an unknown or ended id: a 302 to NotFoundRedirect
 // if set, else the page or, for API clients, sessionNotFound. wellFormed
 // says whether id is worth asking Options.Ended about.
 func (p *Proxy) answerNotFound(w http.ResponseWriter, r *http.Request, id, rest string, wellFormed bool) {
+	if wellFormed && p.opts.Starting != nil && p.opts.Starting(r.Context(), id) {
+		w.Header().Set("Retry-After", "2")
+		p.answer(w, r, rest, startingAnswer(id))
+		return
+	}
 	p.notFound.Add(1)
 	var binding string
 	if wellFormed && p.opts.Ended != nil {

@@ -144,3 +144,22 @@ func TestUnreachable(t *testing.T) {
 		t.Errorf("stats %+v", s)
 	}
 }
+
+// A launch whose server is still starting gets a page that reloads itself
+// (503 with Retry-After), not "session ended".
+func TestStartingLaunch(t *testing.T) {
+	const starting = "StartingStarting1"
+	f := newFixture(t, Options{Starting: func(_ context.Context, id string) bool { return id == starting }})
+	res, body := f.raw(t, "GET", "/user/"+starting+"/tree?token=x", "Accept: text/html")
+	if res.StatusCode != 503 || res.Header.Get("Retry-After") != "2" ||
+		!strings.Contains(string(body), `http-equiv="refresh"`) || !strings.Contains(string(body), "is starting") {
+		t.Fatalf("starting page: %d %q\n%s", res.StatusCode, res.Header.Get("Retry-After"), body)
+	}
+	res, body = f.raw(t, "GET", "/user/"+starting+"/api/status")
+	if res.StatusCode != 503 || !strings.Contains(string(body), `"sessionStarting"`) {
+		t.Fatalf("starting, API client: %d %s", res.StatusCode, body)
+	}
+	if res, _ := f.raw(t, "GET", "/user/UnknownUnknown12/tree"); res.StatusCode != 404 {
+		t.Fatalf("an unknown id is not starting: %d", res.StatusCode)
+	}
+}

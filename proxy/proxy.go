@@ -26,6 +26,11 @@ type Options struct {
 	// means never. It is called on the request's goroutine, for well-formed
 	// ids without a route only, and must be safe for concurrent use.
 	Ended func(ctx context.Context, id string) (binding string, ok bool)
+	// Starting reports whether an id without a route is a launch whose
+	// notebook server is still starting (a cold start whose URL was handed
+	// out): it gets a page that reloads itself, 503 with Retry-After, instead
+	// of "session ended". Nil means never. Same rules as Ended.
+	Starting func(ctx context.Context, id string) bool
 	// NotFoundRedirect, if set, answers unknown and ended ids with a 302 to
 	// this URL instead of the page (as mybinder does with its custom 404);
 	// the binding, if known, is added as ?binding=<name>. API clients still

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
@@ -14,11 +15,13 @@ import (
 	"github.com/nbpool/nbpool/api"
 	"github.com/nbpool/nbpool/engine"
 	"github.com/nbpool/nbpool/pool"
-	"github.com/nbpool/nbpool/store"
 )
 
 // maxBody bounds request bodies.
 const maxBody = 1 << 20
+
+// written is the reply status of a handler that wrote its own answer.
+const written = -1
 
 // call is one API request being served.
 type call struct {
@@ -157,7 +160,10 @@ func (s *Server) writeError(c *call, err error) {
 	if !c.ep.AllowsError(e.Name) {
 		s.log.Error().Str("endpoint", c.ep.Name).Str("error", e.Name).Msg("undeclared error answered; declare it in the api catalog")
 	}
-	if e.Status >= 500 {
+	switch {
+	case errors.Is(err, context.Canceled):
+		s.log.Debug().Str("endpoint", c.ep.Name).Msg("the client went away")
+	case e.Status >= 500:
 		s.log.Error().Err(err).Str("endpoint", c.ep.Name).Msg(e.Name)
 	}
 	if e.RetryAfter > 0 {
@@ -191,8 +197,6 @@ func toAPIError(err error) *api.Error {
 		return api.ErrShuttingDown.New().Wrap(err)
 	case errors.Is(err, engine.ErrUnavailable):
 		return api.ErrEngineUnavailable.New("reason", err).Wrap(err)
-	case errors.Is(err, store.ErrLocked):
-		return api.ErrInternal.New("reason", err).Wrap(err)
 	}
 	return api.ErrInternal.New("reason", err).Wrap(err)
 }

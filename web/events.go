@@ -9,26 +9,30 @@ import (
 	"github.com/nbpool/nbpool/api"
 )
 
-// written is the reply status of a handler that wrote its own answer.
-const written = -1
-
 // keepalive is how often an idle event stream gets a comment line, so that
 // proxies in between do not close it (BinderHub sends one every ~25 s).
 const keepalive = 25 * time.Second
 
-// progress of each phase, for JupyterHub-style clients.
-var progress = map[string]int{
-	"waiting": 10, "fetching": 20, "launching": 40, "connecting": 70, "ready": 100,
-}
-
-var messages = map[string]string{
-	"waiting":    "Waiting for a free slot to start a container",
-	"fetching":   "Checking the image",
-	"launching":  "Starting the container",
-	"connecting": "Waiting for the notebook server to answer",
-	"ready":      "Ready",
-	"ended":      "The launch has ended",
-	"failed":     "The launch failed",
+// phaseText gives the progress (for JupyterHub-style clients) and the
+// message of a phase.
+func phaseText(phase string) (progress int, message string) {
+	switch phase {
+	case "waiting":
+		return 10, "Waiting for a free slot to start a container"
+	case "fetching":
+		return 20, "Checking the image"
+	case "launching":
+		return 40, "Starting the container"
+	case "connecting":
+		return 70, "Waiting for the notebook server to answer"
+	case "ready":
+		return 100, "Ready"
+	case "ended":
+		return 0, "The launch has ended"
+	case "failed":
+		return 0, "The launch failed"
+	}
+	return 0, phase
 }
 
 // launchEvents streams a launch's progress as text/event-stream until it is
@@ -98,13 +102,12 @@ func (s *Server) event(c *call, l api.Launch) api.Event {
 	case api.StateAvailable:
 		ev.Phase = "available"
 	}
-	ev.Message = messages[ev.Phase]
+	ev.Progress, ev.Message = phaseText(ev.Phase)
 	if l.Error != "" {
 		ev.Message += ": " + l.Error
 	} else if l.EndReason != "" {
 		ev.Message += " (" + l.EndReason + ")"
 	}
-	ev.Progress = progress[ev.Phase]
 	if ev.Ready {
 		ev.URL = l.Location
 		if c.holds(l) {

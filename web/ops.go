@@ -3,6 +3,7 @@ package web
 import (
 	"context"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/nbpool/nbpool/api"
@@ -26,11 +27,14 @@ func (s *Server) health(c *call) (reply, error) {
 	check("store", err)
 	check("engine", s.opts.Engine.Ping(ctx))
 	pools := api.Check{OK: true}
+	var failing []string
 	for _, p := range s.opts.Pools.Pools() {
 		if p.Failures > 0 {
-			pools.OK = false
-			pools.Message += p.Binding + ": " + p.LastError + "; "
+			failing = append(failing, p.Binding+": "+p.LastError)
 		}
+	}
+	if len(failing) > 0 {
+		pools = api.Check{OK: false, Message: strings.Join(failing, "; ")}
 	}
 	h.Checks["pools"] = pools // failing pools are reported, not fatal
 	if h.Status != "ok" {

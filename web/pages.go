@@ -78,6 +78,12 @@ func (s *Server) spawnPage(w http.ResponseWriter, r *http.Request) {
 		s.waitPage(w, r, binding, id, q.Get("token"))
 		return
 	}
+	if r.Method == http.MethodHead {
+		// Link checkers and `curl -I` must not use up containers.
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		return
+	}
 	if s.opts.SpawnAuth == "admin" && !s.isAdmin(requestToken(r)) {
 		renderPage(w, page{Title: "Launching needs a token", Error: true, status: http.StatusForbidden,
 			Message: "This nbpool lets only its admin launch notebooks."})

@@ -25,13 +25,16 @@ func (s *Server) getPool(c *call) (reply, error) {
 }
 
 // setPool resizes a pool at runtime; the size is stored and outlives a
-// restart.
+// restart. Resizes run one at a time, so two partial updates (min alone, max
+// alone) both hold.
 func (s *Server) setPool(c *call) (reply, error) {
 	name := c.vars["binding"]
 	var up api.PoolUpdate
 	if err := decode(c, &up, false); err != nil {
 		return reply{}, err
 	}
+	s.resizeMu.Lock()
+	defer s.resizeMu.Unlock()
 	cur, err := s.opts.Pools.Pool(name)
 	if errors.Is(err, pool.ErrNoBinding) {
 		return reply{}, api.ErrBindingNotFound.New("name", name).Wrap(err)

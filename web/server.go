@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/mux"
@@ -53,6 +54,8 @@ type Server struct {
 	router  *mux.Router
 	openapi []byte
 	docs    []byte
+
+	resizeMu sync.Mutex // serializes pool resizes
 }
 
 // New builds the server and its routes from the catalog. It fails when an

@@ -33,6 +33,14 @@ func (f *clientFlags) client() *api.Client {
 	return c
 }
 
+// checkOutput refuses an unknown -o before any request is made.
+func (f *clientFlags) checkOutput() error {
+	if f.output != "table" && f.output != "json" {
+		return &usageError{fmt.Sprintf("--output must be table or json, not %q", f.output)}
+	}
+	return nil
+}
+
 func (f *clientFlags) print(cmd *cobra.Command, v any) error {
 	switch f.output {
 	case "json":
@@ -63,11 +71,17 @@ type extra struct {
 	run func(cmd *cobra.Command, f *clientFlags, ep api.Endpoint, args []string) error
 }
 
-// groupShort describes the command groups.
-var groupShort = map[string]string{
-	"bindings": "Manage bindings: environment templates with their pools",
-	"launches": "List, show and stop launches",
-	"pools":    "Show and resize warm pools",
+// groupShort describes a command group.
+func groupShort(group string) string {
+	switch group {
+	case "bindings":
+		return "Manage bindings: environment templates with their pools"
+	case "launches":
+		return "List, show and stop launches"
+	case "pools":
+		return "Show and resize warm pools"
+	}
+	return ""
 }
 
 // addClientCommands derives the client commands from the catalog: every
@@ -84,7 +98,7 @@ func addClientCommands(root *cobra.Command) {
 		if len(words) == 2 {
 			g := groups[words[0]]
 			if g == nil {
-				g = &cobra.Command{Use: words[0], Short: groupShort[words[0]]}
+				g = &cobra.Command{Use: words[0], Short: groupShort(words[0])}
 				groups[words[0]] = g
 				root.AddCommand(g)
 			}
@@ -114,7 +128,13 @@ func endpointCommand(ep api.Endpoint, verb string, ex extra) *cobra.Command {
 		Use:   use,
 		Short: firstSentence(ep.Description),
 		Long:  ep.Description + "\n\nAPI: " + ep.Method + " " + ep.Path + authNote(ep.Auth),
-		Args:  args,
+		Args: func(cmd *cobra.Command, a []string) error {
+			if err := args(cmd, a); err != nil {
+				return &usageError{fmt.Sprintf("%v; usage: %s", err, cmd.UseLine())}
+			}
+			return nil
+		},
+		PreRunE: func(*cobra.Command, []string) error { return f.checkOutput() },
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if ex.run != nil {
 				return ex.run(cmd, &f, ep, args)

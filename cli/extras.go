@@ -1,9 +1,11 @@
 package cli
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net/url"
 	"os"
 	"strings"
@@ -99,7 +101,7 @@ func readBindingFile(path string) (api.Binding, error) {
 	var data []byte
 	var err error
 	if path == "-" {
-		data, err = readAll(os.Stdin)
+		data, err = io.ReadAll(os.Stdin)
 	} else {
 		data, err = os.ReadFile(path)
 	}
@@ -107,11 +109,11 @@ func readBindingFile(path string) (api.Binding, error) {
 		return b, err
 	}
 	if json.Valid(data) {
-		dec := json.NewDecoder(strings.NewReader(string(data)))
+		dec := json.NewDecoder(bytes.NewReader(data))
 		dec.DisallowUnknownFields()
 		err = dec.Decode(&b)
 	} else {
-		dec := yaml.NewDecoder(strings.NewReader(string(data)))
+		dec := yaml.NewDecoder(bytes.NewReader(data))
 		dec.KnownFields(true)
 		err = dec.Decode(&b)
 	}
@@ -128,11 +130,17 @@ func spawn(cmd *cobra.Command, f *clientFlags, ep api.Endpoint, args []string) e
 	c := f.client()
 	ctx := cmd.Context()
 	errw := cmd.ErrOrStderr()
+	if path, _ := cmd.Flags().GetString("path"); path != "" && len(args) == 0 {
+		return &usageError{"--path needs a BINDING: nbpool spawn BINDING --path " + path}
+	}
 	if len(args) == 0 {
 		fmt.Fprintln(errw, "Launching a notebook on the default binding")
 		r, err := c.TmpnbSpawn(ctx, api.TmpnbSpawnRequest{})
 		if err != nil {
 			return err
+		}
+		if f.output != "json" {
+			r.URL = absolute(f.url, r.URL)
 		}
 		return f.print(cmd, r)
 	}
@@ -173,7 +181,9 @@ func spawn(cmd *cobra.Command, f *clientFlags, ep api.Endpoint, args []string) e
 			return err
 		}
 		if final.Failed {
-			return api.ErrSpawnFailed.New("binding", binding, "reason", final.Message)
+			e := api.ErrSpawnFailed.New("binding", binding, "reason", final.Message)
+			e.Status = 0 // reported by the event stream, not by an HTTP status
+			return e
 		}
 		if l, err = lc.Launch(ctx, binding, l.ID); err != nil {
 			return err
@@ -182,7 +192,18 @@ func spawn(cmd *cobra.Command, f *clientFlags, ep api.Endpoint, args []string) e
 	if status == 202 && !wait {
 		fmt.Fprintf(errw, "Starting (cold start): follow it with `nbpool launches get %s %s --token %s`\n", binding, l.ID, l.Token)
 	}
+	if f.output != "json" && l.URL != "" {
+		l.URL = absolute(f.url, l.URL)
+	}
 	return f.print(cmd, l)
+}
+
+// absolute makes a path the API returned clickable: base + path.
+func absolute(base, path string) string {
+	if !strings.HasPrefix(path, "/") {
+		return path
+	}
+	return strings.TrimRight(base, "/") + path
 }
 
 // errStop ends an event stream early.

@@ -98,5 +98,3 @@ func printError(w io.Writer, err error) {
 		fmt.Fprintln(w, "  try:", s)
 	}
 }
-
-func readAll(r io.Reader) ([]byte, error) { return io.ReadAll(r) }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -150,6 +151,12 @@ func LoadConfig(path string, env func(string) string) (Config, error) {
 			return cfg, yamlError(path, err)
 		}
 		cfg.source = path
+		// A file that declares bindings but no defaultBinding serves tmpnb's
+		// routes from its first binding, not from a "jupyter" it may lack.
+		if def := Defaults().DefaultBinding; len(cfg.Bindings) > 0 && cfg.DefaultBinding == def &&
+			!slices.ContainsFunc(cfg.Bindings, func(b api.Binding) bool { return b.Name == def }) {
+			cfg.DefaultBinding = cfg.Bindings[0].Name
+		}
 	}
 	if err := cfg.applyEnv(env); err != nil {
 		return cfg, err

@@ -149,3 +149,18 @@ func TestAdminTokenFromFile(t *testing.T) {
 		t.Fatalf("want s3cret from the file, have %q %v", got, err)
 	}
 }
+
+func TestDefaultBindingFollowsTheFile(t *testing.T) {
+	p := writeFile(t, "bindings: [{name: fake, image: x}]\n")
+	cfg, err := LoadConfig(p, noEnv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.DefaultBinding != "fake" {
+		t.Fatalf("a file with only fake: defaultBinding %q, want fake", cfg.DefaultBinding)
+	}
+	p = writeFile(t, "defaultBinding: other\nbindings: [{name: fake, image: x}]\n")
+	if cfg, _ = LoadConfig(p, noEnv); cfg.DefaultBinding != "other" {
+		t.Fatalf("an explicit defaultBinding was replaced: %q", cfg.DefaultBinding)
+	}
+}

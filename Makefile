@@ -53,5 +53,16 @@ image-fakenb:
 image-jupyter:
 	./testdata/images/jupyter/build.sh
 
+# make bench: the benchmark harness, every scenario side by side with its
+# baseline (bench/README.md); writes bench/results/latest.{md,json}. Run it on
+# an otherwise idle machine. make bench-quick: the same, smaller (< 2 min).
+bench: build engine deps images
+	$(GO) build -o bin/nbpool-bench ./bench
+	./bin/nbpool-bench -nbpool $(BIN)
+
+bench-quick: build engine deps images
+	$(GO) build -o bin/nbpool-bench ./bench
+	./bin/nbpool-bench -nbpool $(BIN) -quick
+
 clean:
 	rm -rf bin

@@ -225,7 +225,7 @@ func (m *Manager) failCreate(ctx context.Context, ln *launch, containerID string
 		m.unlinkLocked(ln)
 		ln.cause = cause
 		if !cancelled {
-			p.fail(cause)
+			p.fail(cause, m.opts.Backoff)
 		}
 	}
 	rec, failures := ln.rec, p.failures
@@ -273,12 +273,12 @@ func cleanupContext(ctx context.Context) (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 }
 
-// backoff is how long a binding waits after n failures in a row: 1s doubling
-// to 5 minutes; an image that cannot be had starts at 30s.
-func backoff(n int, image bool) time.Duration {
-	d := time.Second
+// backoff is how long a binding waits after n failures in a row: first
+// doubling to 5 minutes; an image that cannot be had waits at least 30s.
+func backoff(n int, first time.Duration, image bool) time.Duration {
+	d := first
 	if image {
-		d = 30 * time.Second
+		d = max(d, 30*time.Second)
 	}
 	for i := 1; i < n && d < 5*time.Minute; i++ {
 		d *= 2

@@ -68,7 +68,7 @@ func (m *Manager) ContainerDied(ctx context.Context, id, reason string, exitCode
 		if reason == api.EndOOM {
 			cause = fmt.Errorf("container was killed for lack of memory before its notebook server was ready")
 		}
-		ln.pool.fail(cause)
+		ln.pool.fail(cause, m.opts.Backoff)
 		ln.cause = cause
 		reason, msg = api.EndFailed, cause.Error()
 	}

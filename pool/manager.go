@@ -72,6 +72,10 @@ type Options struct {
 	Capacity int
 	// Concurrency bounds container creations in flight; default 4.
 	Concurrency int
+	// Backoff is how long a binding waits after a failed container before
+	// the next; it doubles with each failure in a row, up to 5 minutes.
+	// Default 1s.
+	Backoff time.Duration
 	// Observer, if set, is told about spawns, failures and ends (metrics).
 	Observer Observer
 }
@@ -120,11 +124,12 @@ type pool struct {
 
 func (p *pool) live() int { return len(p.available) + len(p.warming) + p.claimed }
 
-// fail counts a failed creation and backs the binding off.
-func (p *pool) fail(cause error) {
+// fail counts a failed creation and backs the binding off, first for
+// first.
+func (p *pool) fail(cause error, first time.Duration) {
 	p.failures++
 	p.lastCause = cause
-	p.backoffUntil = time.Now().Add(backoff(p.failures, isImageError(cause)))
+	p.backoffUntil = time.Now().Add(backoff(p.failures, first, isImageError(cause)))
 	if isImageError(cause) {
 		p.imageReady = false
 	}
@@ -156,6 +161,9 @@ func (l *launch) notify() {
 func New(ctx context.Context, opts Options) *Manager {
 	if opts.Concurrency <= 0 {
 		opts.Concurrency = 4
+	}
+	if opts.Backoff <= 0 {
+		opts.Backoff = time.Second
 	}
 	return &Manager{
 		opts:     opts,

@@ -49,7 +49,8 @@ func newStack(t *testing.T) *stack {
 		t.Fatal(err)
 	}
 	px := proxy.New(proxy.Options{Log: zerolog.Nop()})
-	mgr := pool.New(ctx, pool.Options{Engine: eng, Store: st, Router: px, Log: zerolog.Nop(), Instance: instance, Capacity: 4})
+	mgr := pool.New(ctx, pool.Options{Engine: eng, Store: st, Router: px, Log: zerolog.Nop(), Instance: instance, Capacity: 4,
+		Backoff: time.Minute}) // a failed binding stays backed off for the whole test
 
 	fake := daemontest.FakeBinding("fake", 1)
 	cold := daemontest.FakeBinding("cold", 0)

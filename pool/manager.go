@@ -210,7 +210,26 @@ func (m *Manager) Run(ctx context.Context) error {
 			m.wg.Wait()
 			return nil
 		case <-m.kick:
+			m.settle(ctx)
 		case <-tick.C:
+		}
+	}
+}
+
+// settle waits until kicks stop coming for a moment (at most half a
+// second): a burst of claims is answered before its refill starts, so the
+// claims do not compete with container creation for the CPU.
+func (m *Manager) settle(ctx context.Context) {
+	deadline := time.After(500 * time.Millisecond)
+	for {
+		select {
+		case <-m.kick:
+		case <-time.After(50 * time.Millisecond):
+			return
+		case <-deadline:
+			return
+		case <-ctx.Done():
+			return
 		}
 	}
 }

@@ -195,8 +195,18 @@ func TestCatalogConformance(t *testing.T) {
 		{ep: "tmpnb.spawn", method: "POST", path: "/api/spawn/", body: `{"binding": "nope"}`, want: "bindingNotFound"},
 		{ep: "tmpnb.spawn", method: "POST", path: "/api/spawn/", body: `{"binding": "ghost"}`, want: "imageUnavailable"},
 		{ep: "tmpnb.spawn", method: "POST", path: "/api/spawn/", body: `{"binding": "dud"}`, want: "spawnFailed"},
-		// Right after the failure above, dud backs off.
-		{ep: "binders.spawn", method: "POST", path: "/api/binders/dud", want: "spawnFailed"},
+		// After a failure, dud backs off (for a minute in this test). Under
+		// load the wait above may end the launch before it fails by itself,
+		// which counts no failure: make sure one is counted.
+		{ep: "binders.spawn", method: "POST", path: "/api/binders/dud", want: "spawnFailed", before: func() {
+			if p, _ := s.pools.Pool("dud"); p.BackoffUntil.After(time.Now()) {
+				return
+			}
+			if l, cold, err := s.pools.Claim(ctx, "dud", ""); err == nil && cold {
+				_, _ = s.pools.Wait(ctx, l.ID)
+			}
+			waitFor(t, "dud backing off", func() bool { p, _ := s.pools.Pool("dud"); return p.BackoffUntil.After(time.Now()) })
+		}},
 		{ep: "(no route)", method: "GET", path: "/api/nope", want: "routeNotFound"},
 		{ep: "(no route)", method: "DELETE", path: "/api/stats", want: "routeNotFound"},
 		{ep: "binders.spawn", method: "POST", path: "/api/binders/cold", want: "engineUnavailable",

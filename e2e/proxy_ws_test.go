@@ -80,9 +80,17 @@ func TestProxyWebsocketEcho(t *testing.T) {
 		ws[c] = conn
 		defer conn.Close()
 	}
-	// All 50 are open at the container at once.
-	if n := pxConnections(t, "http://"+l.Address+l.Location+"api/status"+pxQuery(l.Token)); n != conns {
-		t.Fatalf("fakenb has %d websocket connections, want %d", n, conns)
+	// All 50 are open at the container at once (fakenb counts a connection
+	// just after it answers the upgrade: give it a moment).
+	status := "http://" + l.Address + l.Location + "api/status" + pxQuery(l.Token)
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		n := pxConnections(t, status)
+		if n == conns {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("fakenb has %d websocket connections, want %d", n, conns)
+		}
 	}
 
 	start := time.Now()

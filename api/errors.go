@@ -118,7 +118,7 @@ var (
 		},
 	}
 	ErrMalformedRequest = ErrorSpec{
-		Name: "malformedRequest", Status: 400,
+		Name: "malformedRequest", Status: 400, Statuses: []int{422},
 		Message: "malformed request: {reason}",
 		Suggestions: []string{
 			"check the body and the parameters against this endpoint in GET /api/docs: JSON, with only the fields listed",

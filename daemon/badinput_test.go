@@ -34,8 +34,8 @@ func TestBadInputChangesNothing(t *testing.T) {
 		errName                        string
 	}{
 		{"malformed JSON", "POST", "/api/bindings", `{"name": `, admin, 400, "malformedRequest"},
-		{"unknown field", "POST", "/api/bindings", `{"name": "x", ` + img + `, "bogus": 1}`, admin, 400, "malformedRequest"},
-		{"wrong type", "POST", "/api/bindings", `{"name": 5, ` + img + `}`, admin, 400, "malformedRequest"},
+		{"unknown field", "POST", "/api/bindings", `{"name": "x", ` + img + `, "bogus": 1}`, admin, 422, "malformedRequest"},
+		{"wrong type", "POST", "/api/bindings", `{"name": 5, ` + img + `}`, admin, 422, "malformedRequest"},
 		{"two values", "POST", "/api/bindings", `{"name": "a", ` + img + `} {}`, admin, 400, "malformedRequest"},
 		{"empty body", "POST", "/api/bindings", ``, admin, 400, "malformedRequest"},
 		{"upper-case name", "POST", "/api/bindings", `{"name": "Bad_Name", ` + img + `}`, admin, 422, "invalidName"},
@@ -54,13 +54,13 @@ func TestBadInputChangesNothing(t *testing.T) {
 		{"pool min over max", "PUT", "/api/pools/fake", `{"minPool": 5, "maxPool": 2}`, admin, 422, "invalidPool"},
 		{"pool over capacity", "POST", "/api/pools/fake", `{"minPool": 1000}`, admin, 422, "invalidPool"},
 		{"pool nothing set", "PUT", "/api/pools/fake", `{}`, admin, 422, "invalidPool"},
-		{"pool wrong type", "PUT", "/api/pools/fake", `{"minPool": "8"}`, admin, 400, "malformedRequest"},
+		{"pool wrong type", "PUT", "/api/pools/fake", `{"minPool": "8"}`, admin, 422, "malformedRequest"},
 		{"pool of no binding", "PUT", "/api/pools/nope", `{"minPool": 1}`, admin, 404, "bindingNotFound"},
 		{"delete with claimed launch", "DELETE", "/api/bindings/fake", ``, admin, 409, "bindingInUse"},
 		{"delete missing binding", "DELETE", "/api/bindings/nope", ``, admin, 404, "bindingNotFound"},
 		{"no token", "POST", "/api/bindings", `{"name": "x", ` + img + `}`, "", 401, "unauthorized"},
 		{"wrong token", "PUT", "/api/pools/fake", `{"minPool": 3}`, "token wrong", 403, "unauthorized"},
-		{"spawn unknown field", "POST", "/api/binders/fake", `{"bogus": true}`, "", 400, "malformedRequest"},
+		{"spawn unknown field", "POST", "/api/binders/fake", `{"bogus": true}`, "", 422, "malformedRequest"},
 		{"spawn on missing binding", "POST", "/api/binders/nope", ``, "", 404, "bindingNotFound"},
 	}
 

@@ -130,12 +130,23 @@ func decode(c *call, v any, optional bool) error {
 	case errors.As(err, &maxErr):
 		return api.ErrTooLarge.New("limit", "1 MiB")
 	case err != nil:
-		return api.ErrMalformedRequest.New("reason", jsonReason(err)).Wrap(err)
+		e := api.ErrMalformedRequest.New("reason", jsonReason(err)).Wrap(err)
+		if unprocessable(err) {
+			e.WithStatus(http.StatusUnprocessableEntity)
+		}
+		return e
 	}
 	if dec.More() {
 		return api.ErrMalformedRequest.New("reason", "more than one JSON value in the body")
 	}
 	return nil
+}
+
+// unprocessable tells well-formed JSON that does not fit the endpoint (an
+// unknown field, a wrong type: 422) from a body that is not JSON (400).
+func unprocessable(err error) bool {
+	var typ *json.UnmarshalTypeError
+	return errors.As(err, &typ) || strings.HasPrefix(err.Error(), "json: unknown field ")
 }
 
 // jsonReason says what is wrong with a body in words a user can act on.

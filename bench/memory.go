@@ -27,6 +27,7 @@ type memorySample struct {
 	RSSFile int64 `json:"rssFileBytes"` // the store's mmap among others
 	// From the daemon's /metrics, when it answers.
 	HeapInuse  int64 `json:"goHeapInuseBytes,omitempty"`
+	HeapLive   int64 `json:"goHeapLiveBytes,omitempty"` // marked live by the last GC
 	Goroutines int64 `json:"goroutines,omitempty"`
 }
 
@@ -140,7 +141,13 @@ func runMemory(ctx context.Context, e *env) ([]row, error) {
 		// launch history (kept for history.retention); the anonymous part
 		// is the heap, stacks and buffers.
 		ratioRow(fmt.Sprintf("memory: anonymous RSS (no store mmap) after %d cycles vs after %d", cycles, cycles/10),
-			"MiB", mib(last.RSSAnon), mib(first.RSSAnon), fmt.Sprintf("after %d", cycles/10), atMost, 0, machine))
+			"MiB", mib(last.RSSAnon), mib(first.RSSAnon), fmt.Sprintf("after %d", cycles/10), atMost, 0, machine),
+		// What the Go runtime itself holds live: a leak of launches,
+		// routes or goroutines would show here first.
+		ratioRow(fmt.Sprintf("memory: Go live heap after %d cycles vs after %d", cycles, cycles/10),
+			"MiB", mib(last.HeapLive), mib(first.HeapLive), fmt.Sprintf("after %d", cycles/10), atMost, 0, machine),
+		ratioRow(fmt.Sprintf("memory: goroutines after %d cycles vs after %d", cycles, cycles/10),
+			"goroutines", float64(last.Goroutines), float64(first.Goroutines), fmt.Sprintf("after %d", cycles/10), atMost, 0, machine))
 	return rows, nil
 }
 
@@ -170,6 +177,8 @@ func sampleMemory(ctx context.Context, d *nbd) (memorySample, error) {
 			switch name {
 			case "go_memstats_heap_inuse_bytes":
 				s.HeapInuse = int64(f)
+			case "go_gc_heap_live_bytes":
+				s.HeapLive = int64(f)
 			case "go_goroutines":
 				s.Goroutines = int64(f)
 			}

@@ -90,6 +90,10 @@ pool: {min: 0}
 	if !strings.Contains(out, l.ID) || !strings.Contains(out, "claimed") {
 		t.Fatalf("launches list does not show %s: %q", l.ID, out)
 	}
+	out, _ = must("launches", "list") // every binding's launches
+	if !strings.Contains(out, l.ID) || !strings.Contains(out, "fake2") {
+		t.Fatalf("launches list without a binding does not show %s: %q", l.ID, out)
+	}
 	out, _ = must("launches", "stop", "fake2", l.ID, "-o", "json")
 	var stopped api.Launch
 	if err := json.Unmarshal([]byte(out), &stopped); err != nil || stopped.State != api.StateEnded || stopped.EndReason != api.EndStopped {

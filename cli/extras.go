@@ -53,15 +53,11 @@ func extras() map[string]extra {
 			},
 		},
 		"binders.list": {
+			use: "[BINDING]", args: cobra.MaximumNArgs(1),
 			flags: func(cmd *cobra.Command) {
 				cmd.Flags().String("state", "", "warming, available, claimed, live (default) or ended")
 			},
-			build: func(cmd *cobra.Command, _ []string) (url.Values, any, error) {
-				if s, _ := cmd.Flags().GetString("state"); s != "" {
-					return url.Values{"state": {s}}, nil, nil
-				}
-				return nil, nil, nil
-			},
+			run: listLaunches,
 		},
 		"pools.set": {
 			flags: func(cmd *cobra.Command) {
@@ -208,3 +204,29 @@ func absolute(base, path string) string {
 
 // errStop ends an event stream early.
 var errStop = errors.New("stop")
+
+// listLaunches lists the launches of one binding, or of every binding when
+// none is named (one binders.list call per binding, in the server's order).
+func listLaunches(cmd *cobra.Command, f *clientFlags, ep api.Endpoint, args []string) error {
+	state, _ := cmd.Flags().GetString("state")
+	c := f.client()
+	bindings := args
+	if len(args) == 0 {
+		all, err := c.ListBindings(cmd.Context())
+		if err != nil {
+			return err
+		}
+		for _, b := range all.Items {
+			bindings = append(bindings, b.Name)
+		}
+	}
+	out := api.LaunchList{Items: []api.Launch{}}
+	for _, b := range bindings {
+		l, err := c.ListLaunches(cmd.Context(), b, state)
+		if err != nil {
+			return err
+		}
+		out.Items = append(out.Items, l.Items...)
+	}
+	return f.print(cmd, out)
+}

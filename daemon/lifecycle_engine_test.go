@@ -173,6 +173,8 @@ func TestMetricsAfterActivity(t *testing.T) {
 		{`nbpool_proxy_websockets_open`, eq(1), "1"},
 		{`nbpool_launches_ended_total{binding="fake",reason="stopped"}`, eq(1), "1"},
 		{`nbpool_engine_errors_total`, eq(0), "0"},
+		// The live heap after the last GC, for leak watching (the bench reads it).
+		{`go_gc_heap_live_bytes`, func(v float64) bool { return v > 0 }, "> 0"},
 	} {
 		v, ok := seriesValue(text, tc.series)
 		if !ok || !tc.want(v) {

@@ -12,6 +12,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -236,11 +237,17 @@ func testBinding(path string) (api.Binding, error) {
 	return b, nil
 }
 
-// gitCommit is the short commit of the working tree, "+dirty" when changed.
+// gitCommit is the short commit of the working tree, "-dirty" when changed
+// outside bench/results (which the previous run wrote).
 func gitCommit(ctx context.Context) string {
-	out, err := exec.CommandContext(ctx, "git", "describe", "--always", "--dirty").Output()
+	out, err := exec.CommandContext(ctx, "git", "rev-parse", "--short", "HEAD").Output()
 	if err != nil {
 		return "unknown"
 	}
-	return strings.TrimSpace(string(out))
+	commit := strings.TrimSpace(string(out))
+	changed, err := exec.CommandContext(ctx, "git", "status", "--porcelain", "--", ".", ":(exclude)bench/results").Output()
+	if err == nil && len(bytes.TrimSpace(changed)) > 0 {
+		commit += "-dirty"
+	}
+	return commit
 }

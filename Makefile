@@ -7,7 +7,7 @@ LDFLAGS := -s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)
 BIN := bin/nbpool
 CONFIG ?=
 
-.PHONY: build run test test-go vet images image-fakenb image-jupyter engine deps bench bench-quick clean image test-image
+.PHONY: build run test test-go vet images image-fakenb image-jupyter engine deps bench bench-quick clean image image-test test-image
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) .
@@ -20,19 +20,24 @@ run: build engine
 # make image: nbpool's own image from the Dockerfile (IMAGE=nbpool:latest).
 # Without a registry it builds in a local Go image made offline from the
 # Jupyter test image, the host's Go and its module cache (see the script).
-# make test-image: build it, then run it as the README does.
+# make test-image: build it as TEST_IMAGE, then run it as the README does
+# (make test does too).
 IMAGE ?= nbpool:latest
+TEST_IMAGE ?= nbpool-test/nbpool:latest
 image: engine
 	./contrib/build-image.sh $(IMAGE)
 
-test-image: image
-	NBPOOL_TEST_IMAGE=$(IMAGE) $(GO) test -count=1 -run TestDockerImageServes -v ./daemon
+image-test: engine
+	./contrib/build-image.sh $(TEST_IMAGE)
+
+test-image: image-test
+	NBPOOL_TEST_IMAGE=$(TEST_IMAGE) $(GO) test -count=1 -run TestDockerImageServes -v ./daemon
 
 # make test: everything CI runs. Fails when no Docker engine answers.
-test: engine deps images vet test-go
+test: engine deps images image-test vet test-go
 
 test-go:
-	$(GO) test -race -count=1 -timeout 40m ./... ./testdata/images/...
+	NBPOOL_TEST_IMAGE=$(TEST_IMAGE) $(GO) test -race -count=1 -timeout 40m ./... ./testdata/images/...
 
 vet:
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed: $$out"; exit 1; fi

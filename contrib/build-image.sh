@@ -30,6 +30,10 @@ if [ -z "$golang" ]; then
 	gover=$(go env GOVERSION)
 	recipe=$( { echo "$gover"; cat "$root/go.sum"; docker image inspect --format '{{.Id}}' "$base"; } | sha256sum | cut -c1-16)
 	golang=nbpool-local/golang:$gover
+	# The module cache must hold every module go.sum names, not only those
+	# a build here fetched: on a fresh machine, fill it first (needs the Go
+	# module proxy; a no-op when the cache is complete).
+	(cd "$root" && go mod download)
 	if [ "$(docker image inspect --format '{{index .Config.Labels "org.nbpool.recipe"}}' "$golang" 2>/dev/null)" != "$recipe" ]; then
 		ctx=$(mktemp -d)
 		trap 'rm -rf "$ctx"' EXIT

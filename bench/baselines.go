@@ -26,7 +26,6 @@ type backend struct {
 
 // helper is a baseline proxy process started by the harness.
 type helper struct {
-	name string
 	URL  string // http://127.0.0.1:port
 	cmd  *exec.Cmd
 	done chan error
@@ -47,12 +46,11 @@ func startHelper(ctx context.Context, e *env, name, addr string, cmd *exec.Cmd, 
 	}
 	defer lf.Close()
 	cmd.Stdout, cmd.Stderr = lf, lf
-	if err := cmd.Start(); err != nil {
+	done, err := e.reg.start(cmd)
+	if err != nil {
 		return nil, fmt.Errorf("start %s: %w", name, err)
 	}
-	e.reg.track(cmd)
-	h := &helper{name: name, URL: "http://" + addr, cmd: cmd, done: make(chan error, 1)}
-	go func() { h.done <- cmd.Wait() }()
+	h := &helper{URL: "http://" + addr, cmd: cmd, done: done}
 	if err := probe(ctx); err != nil {
 		h.stop()
 		log, _ := os.ReadFile(logPath)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -65,10 +66,15 @@ func baseConfig(storeDir string, capacity int, bindings ...api.Binding) (daemon.
 	return cfg, cfg.Validate()
 }
 
-// startDaemon writes cfg and starts `nbpool serve --config FILE` (under
-// taskset when cpus is set), waiting for READY=1 on a notify socket. Its
-// containers are removed by the registry's cleanup.
-func startDaemon(ctx context.Context, e *env, cfg daemon.Config, cpus string) (*nbd, error) {
+// startDaemon writes a baseConfig of capacity and bindings and starts
+// `nbpool serve --config FILE` (under taskset when cpus is set), waiting
+// for READY=1 on a notify socket. Its containers are removed by the
+// registry's cleanup.
+func startDaemon(ctx context.Context, e *env, cpus string, capacity int, bindings ...api.Binding) (*nbd, error) {
+	cfg, err := baseConfig(e.storeDir, capacity, bindings...)
+	if err != nil {
+		return nil, err
+	}
 	b, err := yaml.Marshal(cfg)
 	if err != nil {
 		return nil, err
@@ -104,12 +110,9 @@ func (d *nbd) start(ctx context.Context) error {
 	d.cmd.Stderr = logf
 	d.cmd.Stdout = logf
 	begin := time.Now()
-	if err := d.cmd.Start(); err != nil {
+	if d.done, err = d.reg.start(d.cmd); err != nil {
 		return fmt.Errorf("start nbpool: %w", err)
 	}
-	d.reg.track(d.cmd)
-	d.done = make(chan error, 1)
-	go func() { d.done <- d.cmd.Wait() }()
 
 	ready := make(chan error, 1)
 	go func() {
@@ -179,7 +182,7 @@ func (d *nbd) lastReconcile() (time.Duration, error) {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		line := sc.Bytes()
-		if !strings.Contains(string(line), `"reconciled"`) {
+		if !bytes.Contains(line, []byte(`"reconciled"`)) {
 			continue
 		}
 		var rec struct {

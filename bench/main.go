@@ -166,12 +166,11 @@ func run() error {
 	if ctx.Err() != nil {
 		return errors.New("interrupted; containers removed, results not written")
 	}
-	if err := rep.write(*out); err != nil {
+	md, err := rep.write(*out)
+	if err != nil {
 		return err
 	}
-	var md strings.Builder
-	rep.markdown(&md)
-	fmt.Println(md.String())
+	fmt.Println(md)
 	for _, m := range rep.missed() {
 		logf("target missed: %s", m)
 	}

@@ -51,11 +51,7 @@ func runMemory(ctx context.Context, e *env) ([]row, error) {
 	live := pick(e, 200, 30)
 	reconcileN := pick(e, 100, 30)
 	cycles := pick(e, 1000, 40)
-	cfg, err := baseConfig(e.storeDir, live+3*memPool, e.fake)
-	if err != nil {
-		return nil, err
-	}
-	d, err := startDaemon(ctx, e, cfg, "")
+	d, err := startDaemon(ctx, e, "", live+3*memPool, e.fake)
 	if err != nil {
 		return nil, err
 	}
@@ -64,14 +60,19 @@ func runMemory(ctx context.Context, e *env) ([]row, error) {
 	machine := e.m.short() + ", not pinned"
 	res := memoryResult{Live: live, Cycles: cycles, ByCycle: map[int]memorySample{}}
 
+	// settled samples memory once the pool is full and the daemon has been
+	// quiet a moment.
+	settled := func() (memorySample, error) {
+		if err := d.waitPool(ctx, binding, memPool, 2*time.Minute); err != nil {
+			return memorySample{}, err
+		}
+		time.Sleep(pick(e, 2*time.Second, time.Second))
+		return sampleMemory(ctx, d)
+	}
 	if err := d.setPool(ctx, binding, memPool); err != nil {
 		return nil, err
 	}
-	if err := d.waitPool(ctx, binding, memPool, 2*time.Minute); err != nil {
-		return nil, err
-	}
-	time.Sleep(pick(e, 2*time.Second, time.Second))
-	if res.Idle, err = sampleMemory(ctx, d); err != nil {
+	if res.Idle, err = settled(); err != nil {
 		return nil, err
 	}
 
@@ -89,11 +90,7 @@ func runMemory(ctx context.Context, e *env) ([]row, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := d.waitPool(ctx, binding, memPool, 2*time.Minute); err != nil {
-		return nil, err
-	}
-	time.Sleep(pick(e, 2*time.Second, time.Second))
-	if res.WithLive, err = sampleMemory(ctx, d); err != nil {
+	if res.WithLive, err = settled(); err != nil {
 		return nil, err
 	}
 	res.PerLaunchKiB = float64(res.WithLive.RSS-res.Idle.RSS) / float64(live) / 1024

@@ -37,6 +37,18 @@ func (r *registry) track(cmd *exec.Cmd) {
 	r.procs = append(r.procs, cmd)
 }
 
+// start starts cmd and tracks it. The returned channel (buffered) receives
+// the result of its Wait.
+func (r *registry) start(cmd *exec.Cmd) (chan error, error) {
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	r.track(cmd)
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return done, nil
+}
+
 // instance registers an instance name whose containers cleanup removes.
 func (r *registry) instance(name string) {
 	r.mu.Lock()
@@ -80,25 +92,35 @@ func removeInstance(ctx context.Context, instance, network string) (int, error) 
 	if err != nil {
 		return 0, fmt.Errorf("list containers of %s: %w", instance, err)
 	}
-	var errs []error
+	return len(cs), eachOf8(cs, func(c engine.Container) error {
+		if err := eng.Remove(ctx, c.ID); err != nil {
+			return fmt.Errorf("remove %s: %w", c.Name, err)
+		}
+		return nil
+	})
+}
+
+// eachOf8 calls f on every item, 8 at a time, and joins their errors.
+func eachOf8[T any](items []T, f func(T) error) error {
 	sem := make(chan struct{}, 8)
 	var mu sync.Mutex
+	var errs []error
 	var wg sync.WaitGroup
-	for _, c := range cs {
+	for _, it := range items {
 		wg.Add(1)
 		sem <- struct{}{}
 		go func() {
 			defer wg.Done()
 			defer func() { <-sem }()
-			if err := eng.Remove(ctx, c.ID); err != nil {
+			if err := f(it); err != nil {
 				mu.Lock()
-				errs = append(errs, fmt.Errorf("remove %s: %w", c.Name, err))
+				errs = append(errs, err)
 				mu.Unlock()
 			}
 		}()
 	}
 	wg.Wait()
-	return len(cs), errors.Join(errs...)
+	return errors.Join(errs...)
 }
 
 // command returns a command for name and args, pinned with taskset to cpus

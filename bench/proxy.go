@@ -46,11 +46,7 @@ type proxyRun struct {
 // run pinned to the proxy CPUs, wrk and the websocket load generator to the
 // client CPUs.
 func runProxy(ctx context.Context, e *env) ([]row, error) {
-	cfg, err := baseConfig(e.storeDir, 10, e.fake, e.jupyter)
-	if err != nil {
-		return nil, err
-	}
-	d, err := startDaemon(ctx, e, cfg, e.m.ServerCPUs)
+	d, err := startDaemon(ctx, e, e.m.ServerCPUs, 10, e.fake, e.jupyter)
 	if err != nil {
 		return nil, err
 	}

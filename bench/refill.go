@@ -38,11 +38,7 @@ type refillResult struct {
 // create+start+probe loop over the engine at each concurrency, in
 // alternating rounds.
 func runRefill(ctx context.Context, e *env) ([]row, error) {
-	cfg, err := baseConfig(e.storeDir, 3*refillSize, e.fake)
-	if err != nil {
-		return nil, err
-	}
-	d, err := startDaemon(ctx, e, cfg, "")
+	d, err := startDaemon(ctx, e, "", 3*refillSize, e.fake)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +53,7 @@ func runRefill(ctx context.Context, e *env) ([]row, error) {
 	if err := d.setPool(ctx, binding, refillSize); err != nil {
 		return nil, err
 	}
-	res := refillResult{SpawnConcurrency: cfg.SpawnConcurrency, RawSeconds: map[int][]float64{}}
+	res := refillResult{SpawnConcurrency: d.cfg.SpawnConcurrency, RawSeconds: map[int][]float64{}}
 	concs := pick(e, []int{1, 2, 4, 8}, []int{4})
 	for round := range pick(e, 3, 1) {
 		took, err := drainRefill(ctx, d, binding)
@@ -188,22 +184,8 @@ func (r *rawLoop) trial(ctx context.Context, n, conc int) (time.Duration, error)
 	}
 	wg.Wait()
 	took := time.Since(start)
-	sem := make(chan struct{}, 8)
-	for _, id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if err := r.eng.Remove(context.WithoutCancel(ctx), id); err != nil {
-				mu.Lock()
-				errs = append(errs, err)
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return took, errors.Join(errs...)
+	rmErr := eachOf8(ids, func(id string) error { return r.eng.Remove(context.WithoutCancel(ctx), id) })
+	return took, errors.Join(append(errs, rmErr)...)
 }
 
 // one creates, starts and probes one container (GET api/status with the

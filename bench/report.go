@@ -53,14 +53,11 @@ func (c cmp) sign() string {
 
 // ratioRow is a row whose target is on nb/base.
 func ratioRow(scenario, unit string, nb, base float64, baseName string, c cmp, want float64, machine string) row {
-	r := row{Scenario: scenario, Unit: unit, NBPool: nb, Baseline: &base, BaselineName: baseName, Machine: machine}
-	if base > 0 {
-		ratio := nb / base
-		r.Ratio = &ratio
-		if want > 0 {
-			met := c.ok(ratio, want)
-			r.Met = &met
-		}
+	r := row{Scenario: scenario, Unit: unit, NBPool: nb, Baseline: &base, BaselineName: baseName, Machine: machine,
+		Ratio: ratioOf(nb, base)}
+	if r.Ratio != nil && want > 0 {
+		met := c.ok(*r.Ratio, want)
+		r.Met = &met
 	}
 	if want > 0 {
 		r.Target = fmt.Sprintf("%s %s×", c.sign(), trimFloat(want))
@@ -72,11 +69,7 @@ func ratioRow(scenario, unit string, nb, base float64, baseName string, c cmp, w
 func absRow(scenario, unit string, nb, base float64, baseName string, c cmp, want float64, machine string) row {
 	r := row{Scenario: scenario, Unit: unit, NBPool: nb, BaselineName: baseName, Machine: machine}
 	if !math.IsNaN(base) {
-		r.Baseline = &base
-		if base > 0 {
-			ratio := nb / base
-			r.Ratio = &ratio
-		}
+		r.Baseline, r.Ratio = &base, ratioOf(nb, base)
 	}
 	if want > 0 {
 		met := c.ok(nb, want)
@@ -84,6 +77,15 @@ func absRow(scenario, unit string, nb, base float64, baseName string, c cmp, wan
 		r.Target = fmt.Sprintf("%s %s %s", c.sign(), trimFloat(want), unit)
 	}
 	return r
+}
+
+// ratioOf is nb/base, nil unless base > 0.
+func ratioOf(nb, base float64) *float64 {
+	if !(base > 0) {
+		return nil
+	}
+	ratio := nb / base
+	return &ratio
 }
 
 // failedRow records a scenario that could not be measured.
@@ -187,25 +189,25 @@ func (r *report) missed() []string {
 func mdEscape(s string) string { return strings.ReplaceAll(s, "|", `\|`) }
 
 // write writes latest.md and latest.json into dir (through temp files, so
-// an interrupted write leaves the old ones).
-func (r *report) write(dir string) error {
+// an interrupted write leaves the old ones) and returns the markdown.
+func (r *report) write(dir string) (string, error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return err
+		return "", err
 	}
 	var md strings.Builder
 	r.markdown(&md)
 	js, err := json.MarshalIndent(r, "", "  ")
 	if err != nil {
-		return err
+		return "", err
 	}
 	for name, data := range map[string][]byte{"latest.md": []byte(md.String()), "latest.json": append(js, '\n')} {
 		tmp := filepath.Join(dir, name+".tmp")
 		if err := os.WriteFile(tmp, data, 0o644); err != nil {
-			return err
+			return "", err
 		}
 		if err := os.Rename(tmp, filepath.Join(dir, name)); err != nil {
-			return err
+			return "", err
 		}
 	}
-	return nil
+	return md.String(), nil
 }

@@ -19,6 +19,12 @@ func TestPercentile(t *testing.T) {
 			t.Errorf("p%v = %v, want %v", c.p, got, c.want)
 		}
 	}
+	if got, want := s.summary(), (summary{N: 100, P50: 50, P90: 90, P99: 99, Max: 100}); got != want {
+		t.Errorf("summary = %+v, want %+v", got, want)
+	}
+	if got := (sample{}).summary(); got != (summary{}) {
+		t.Errorf("empty summary = %+v", got)
+	}
 	if got := (sample{}).pct(50); got != 0 {
 		t.Errorf("empty p50 = %v", got)
 	}

@@ -46,11 +46,7 @@ type warmResult struct {
 func runSpawn(ctx context.Context, e *env) ([]row, error) {
 	fakeRound := pick(e, 50, 15)
 	jupRound := pick(e, 10, 3)
-	cfg, err := baseConfig(e.storeDir, 2*fakeRound+2*jupRound+10, e.fake, e.jupyter)
-	if err != nil {
-		return nil, err
-	}
-	d, err := startDaemon(ctx, e, cfg, "")
+	d, err := startDaemon(ctx, e, "", 2*fakeRound+2*jupRound+10, e.fake, e.jupyter)
 	if err != nil {
 		return nil, err
 	}
@@ -284,23 +280,10 @@ func get(ctx context.Context, hc *http.Client, url string) (int, error) {
 
 // stopAll stops launches through the admin API, 8 at a time.
 func stopAll(ctx context.Context, d *nbd, binding string, ids []string) error {
-	sem := make(chan struct{}, 8)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var errs []error
-	for _, id := range ids {
-		wg.Add(1)
-		sem <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-sem }()
-			if _, err := d.Client.StopLaunch(ctx, binding, id); err != nil {
-				mu.Lock()
-				errs = append(errs, fmt.Errorf("stop %s: %w", id, err))
-				mu.Unlock()
-			}
-		}()
-	}
-	wg.Wait()
-	return errors.Join(errs...)
+	return eachOf8(ids, func(id string) error {
+		if _, err := d.Client.StopLaunch(ctx, binding, id); err != nil {
+			return fmt.Errorf("stop %s: %w", id, err)
+		}
+		return nil
+	})
 }

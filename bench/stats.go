@@ -15,11 +15,21 @@ func (s sample) pct(p float64) time.Duration {
 	if len(s) == 0 {
 		return 0
 	}
-	sorted := slices.Clone(s)
-	slices.Sort(sorted)
-	rank := int(math.Ceil(p / 100 * float64(len(sorted))))
-	rank = max(1, min(rank, len(sorted)))
-	return sorted[rank-1]
+	return s.sorted().rank(p)
+}
+
+// sorted is a sorted copy of s.
+func (s sample) sorted() sample {
+	c := slices.Clone(s)
+	slices.Sort(c)
+	return c
+}
+
+// rank is pct of a sorted, non-empty sample.
+func (s sample) rank(p float64) time.Duration {
+	rank := int(math.Ceil(p / 100 * float64(len(s))))
+	rank = max(1, min(rank, len(s)))
+	return s[rank-1]
 }
 
 // median of float64 values; 0 for none.
@@ -48,5 +58,9 @@ type summary struct {
 }
 
 func (s sample) summary() summary {
-	return summary{N: len(s), P50: ms(s.pct(50)), P90: ms(s.pct(90)), P99: ms(s.pct(99)), Max: ms(s.pct(100))}
+	if len(s) == 0 {
+		return summary{}
+	}
+	o := s.sorted() // once for the four percentiles
+	return summary{N: len(s), P50: ms(o.rank(50)), P90: ms(o.rank(90)), P99: ms(o.rank(99)), Max: ms(o.rank(100))}
 }

@@ -135,12 +135,10 @@ func wsLoad(ctx context.Context, e *env, url string, d, every time.Duration) (ws
 		"-size", strconv.Itoa(wsSize), "-duration", d.String(), "-warmup", "500ms", "-every", every.String())
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
+	done, err := e.reg.start(cmd)
+	if err != nil {
 		return wsResult{}, err
 	}
-	e.reg.track(cmd)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	select {
 	case err := <-done:
 		if err != nil {

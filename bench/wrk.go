@@ -76,12 +76,10 @@ func runWrk(ctx context.Context, e *env, url string, headers []string, conns int
 	cmd := command(e.m.ClientCPUs, "wrk", args...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
-	if err := cmd.Start(); err != nil {
+	waitErr, err := e.reg.start(cmd)
+	if err != nil {
 		return wrkResult{}, fmt.Errorf("wrk: %w", err)
 	}
-	e.reg.track(cmd)
-	waitErr := make(chan error, 1)
-	go func() { waitErr <- cmd.Wait() }()
 	select {
 	case err := <-waitErr:
 		if err != nil {

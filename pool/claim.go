@@ -39,9 +39,10 @@ func (m *Manager) Claim(ctx context.Context, binding, path string) (l api.Launch
 		p.available = p.available[1:]
 		ln.where = api.StateClaimed
 		p.claimed++
+		id, url, reserved := ln.rec.ID, ln.claimURL(path), ln.rec.Reserved
 		m.mu.Unlock()
 		m.Kick()
-		rec, err := m.claim(ctx, ln, path, true)
+		rec, err := m.claim(ctx, ln, id, url, reserved, true)
 		if errors.Is(err, errEnded) {
 			continue // ended under us (its container died): take the next
 		}
@@ -57,7 +58,7 @@ func (m *Manager) Claim(ctx context.Context, binding, path string) (l api.Launch
 // Callers hold m.mu; it unlocks.
 func (m *Manager) claimCold(ctx context.Context, p *pool, path string) (api.Launch, bool, error) {
 	for _, ln := range p.warming {
-		if !ln.rec.Reserved && ln.rec.Template == p.template {
+		if !ln.rec.Reserved {
 			ln.rec.Reserved = true
 			ln.rec.URL = launchURL(ln.rec.ID, ln.rec.Token, p.binding.Redirect, path)
 			rec := ln.rec
@@ -105,23 +106,23 @@ func (m *Manager) canStart(p *pool) error {
 // errEnded: the launch being claimed ended meanwhile.
 var errEnded = errors.New("launch ended while being claimed")
 
-// claim stores the claim of ln, already counted as claimed, then registers
-// its route and makes it claimed in public, in one critical section: a
-// reader that sees the state claimed can open the URL. path, or an empty
-// URL, sets the URL; a cold start keeps the URL it was reserved with. When
-// the store refuses, a warm launch goes back to the front of the queue
-// (requeue) and a cold one ends as failed: nobody else may get it.
-func (m *Manager) claim(ctx context.Context, ln *launch, path string, requeue bool) (api.Launch, error) {
-	now := time.Now().UTC()
-	m.mu.Lock()
-	p := ln.pool
-	url := ln.rec.URL
-	if path != "" || url == "" {
-		url = launchURL(ln.rec.ID, ln.rec.Token, p.binding.Redirect, path)
+// claimURL is the URL ln is claimed with: path, or an empty URL, sets it; a
+// cold start keeps the URL it was reserved with. Callers hold m.mu.
+func (ln *launch) claimURL(path string) string {
+	if path == "" && ln.rec.URL != "" {
+		return ln.rec.URL
 	}
-	id, reserved := ln.rec.ID, ln.rec.Reserved
-	m.mu.Unlock()
+	return launchURL(ln.rec.ID, ln.rec.Token, ln.pool.binding.Redirect, path)
+}
 
+// claim stores the claim of ln (id), already counted as claimed by the
+// caller, which read id, url (claimURL) and reserved under that same lock.
+// It then registers the route and makes the launch claimed in public, in
+// one critical section: a reader that sees the state claimed can open the
+// URL. When the store refuses, a warm launch goes back to the front of the
+// queue (requeue) and a cold one ends as failed: nobody else may get it.
+func (m *Manager) claim(ctx context.Context, ln *launch, id, url string, reserved, requeue bool) (api.Launch, error) {
+	now := time.Now().UTC()
 	_, err := m.opts.Store.UpdateLaunch(ctx, id, func(s *api.Launch) error {
 		s.State, s.Claimed, s.LastActivity, s.URL, s.Phase = api.StateClaimed, now, now, url, "ready"
 		s.Reserved = reserved
@@ -129,6 +130,7 @@ func (m *Manager) claim(ctx context.Context, ln *launch, path string, requeue bo
 	})
 
 	m.mu.Lock()
+	p := ln.pool
 	if ln.ended {
 		m.mu.Unlock()
 		return api.Launch{}, fmt.Errorf("launch %s: %w", id, errEnded)

@@ -42,11 +42,7 @@ func (m *Manager) startCreate(ctx context.Context, ln *launch) error {
 	rec := ln.rec
 	m.mu.Unlock()
 	if err := m.opts.Store.PutLaunch(ctx, rec); err != nil {
-		m.mu.Lock()
-		deleted := ln.pool.deleted
-		m.mu.Unlock()
-		m.drop(ln)
-		if deleted {
+		if deleted := m.drop(ln); deleted {
 			return fmt.Errorf("launch %s: %w", rec.ID, ErrNoBinding)
 		}
 		return fmt.Errorf("record launch %s: %w", rec.ID, err)
@@ -77,13 +73,15 @@ func (m *Manager) startCreate(ctx context.Context, ln *launch) error {
 	return nil
 }
 
-// drop forgets a launch that never got a record.
-func (m *Manager) drop(ln *launch) {
+// drop forgets a launch that never got a record and reports whether its
+// binding was deleted meanwhile.
+func (m *Manager) drop(ln *launch) (deleted bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.unlinkLocked(ln)
 	delete(m.launches, ln.rec.ID)
 	ln.notify()
+	return ln.pool.deleted
 }
 
 // endUnstarted ends a recorded launch whose creation never began.
@@ -172,24 +170,17 @@ func (m *Manager) ready(ctx context.Context, ln *launch) {
 	p := ln.pool
 	p.failures, p.lastCause = 0, nil
 	ln.rec.Ready = now
-	switch {
-	case ln.rec.Reserved:
-		p.warming = remove(p.warming, ln)
+	p.warming = remove(p.warming, ln)
+	if ln.rec.Reserved {
 		ln.where = api.StateClaimed
 		p.claimed++
+		id, url := ln.rec.ID, ln.claimURL("")
 		m.mu.Unlock()
-		if rec, err := m.claim(ctx, ln, "", false); err == nil {
+		if rec, err := m.claim(ctx, ln, id, url, true, false); err == nil {
 			m.observeClaim(rec.Binding, true, rec.Created)
 		}
 		return
-	case ln.rec.Template != p.template:
-		// Made from a definition that changed meanwhile: not for the pool.
-		m.unlinkLocked(ln)
-		m.mu.Unlock()
-		m.finish(ctx, ln, api.EndUpdated, "")
-		return
 	}
-	p.warming = remove(p.warming, ln)
 	ln.where = api.StateAvailable
 	ln.rec.State, ln.rec.Phase = api.StateAvailable, "ready"
 	p.available = append(p.available, ln)
@@ -343,7 +334,7 @@ func (m *Manager) fill(ctx context.Context) {
 		}
 		spare := len(p.available)
 		for _, ln := range p.warming {
-			if !ln.rec.Reserved && ln.rec.Template == p.template {
+			if !ln.rec.Reserved {
 				spare++
 			}
 		}

@@ -255,7 +255,8 @@ func (m *Manager) Close() {
 
 // SetBinding adds or replaces a binding's pool definition. size is the
 // effective pool size (a runtime override, or b.Pool). Available launches
-// made from an older definition are replaced; claimed ones keep running.
+// made from an older definition, and unreserved ones being made from it, are
+// replaced; claimed and reserved ones keep going.
 func (m *Manager) SetBinding(ctx context.Context, b api.Binding, size api.PoolSpec) {
 	m.mu.Lock()
 	p := m.pools[b.Name]
@@ -267,7 +268,15 @@ func (m *Manager) SetBinding(ctx context.Context, b api.Binding, size api.PoolSp
 	} else if p.template != tmpl {
 		p.imageReady = p.imageReady && p.binding.Image == b.Image
 		p.failures, p.backoffUntil, p.lastCause = 0, time.Time{}, nil
+		// What the old definition made or is making goes, but for the
+		// launches a visitor has reserved: the pool holds only launches of
+		// its current definition.
 		stale = append(stale, p.available...)
+		for _, l := range p.warming {
+			if !l.rec.Reserved {
+				stale = append(stale, l)
+			}
+		}
 		for _, l := range stale {
 			m.unlinkLocked(l)
 		}

@@ -170,6 +170,24 @@ func (h *harness) stop() {
 	}
 }
 
+// newWarmHarness is newHarness with one binding whose pool is full.
+func newWarmHarness(t *testing.T, capacity int, b api.Binding) *harness {
+	t.Helper()
+	h := newHarness(t, capacity, b)
+	h.waitAvailable(t, b.Name, b.Pool.Min)
+	return h
+}
+
+// claimWarm claims a warm launch of the binding; the test fails otherwise.
+func (h *harness) claimWarm(t *testing.T, name string) api.Launch {
+	t.Helper()
+	l, cold, err := h.m.Claim(context.Background(), name, "")
+	if err != nil || cold {
+		t.Fatalf("claim on %s: cold=%v %v", name, cold, err)
+	}
+	return l
+}
+
 func (h *harness) waitAvailable(t *testing.T, name string, n int) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
@@ -186,8 +204,7 @@ func (h *harness) waitAvailable(t *testing.T, name string, n int) {
 }
 
 func TestClaimIsFIFOAndPersisted(t *testing.T) {
-	h := newHarness(t, 10, binding("a", 3, 0))
-	h.waitAvailable(t, "a", 3)
+	h := newWarmHarness(t, 10, binding("a", 3, 0))
 	ctx := context.Background()
 	// The queue is in the order containers became ready.
 	ls := h.m.List("a")
@@ -251,16 +268,11 @@ func TestConcurrentClaimsRespectCapacity(t *testing.T) {
 }
 
 func TestMaxPerBinding(t *testing.T) {
-	h := newHarness(t, 10, binding("a", 1, 2))
-	h.waitAvailable(t, "a", 1)
+	h := newWarmHarness(t, 10, binding("a", 1, 2))
 	ctx := context.Background()
-	if _, _, err := h.m.Claim(ctx, "a", ""); err != nil {
-		t.Fatal(err)
-	}
+	h.claimWarm(t, "a")
 	h.waitAvailable(t, "a", 1)
-	if _, _, err := h.m.Claim(ctx, "a", ""); err != nil {
-		t.Fatal(err)
-	}
+	h.claimWarm(t, "a")
 	// Two claimed: max reached, no refill, no cold start.
 	time.Sleep(50 * time.Millisecond)
 	if _, _, err := h.m.Claim(ctx, "a", ""); !errors.Is(err, ErrFull) {
@@ -272,8 +284,7 @@ func TestMaxPerBinding(t *testing.T) {
 }
 
 func TestResizeGrowsAndShrinks(t *testing.T) {
-	h := newHarness(t, 20, binding("a", 2, 0))
-	h.waitAvailable(t, "a", 2)
+	h := newWarmHarness(t, 20, binding("a", 2, 0))
 	for _, n := range []int{7, 1, 0, 4} {
 		if err := h.m.Resize("a", api.PoolSpec{Min: n}); err != nil {
 			t.Fatal(err)
@@ -330,13 +341,9 @@ func TestUnreadyContainerFailsTheWaiter(t *testing.T) {
 }
 
 func TestRemoveBindingRefusesWhileClaimed(t *testing.T) {
-	h := newHarness(t, 10, binding("a", 2, 0))
-	h.waitAvailable(t, "a", 2)
+	h := newWarmHarness(t, 10, binding("a", 2, 0))
 	ctx := context.Background()
-	l, _, err := h.m.Claim(ctx, "a", "")
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := h.claimWarm(t, "a")
 	var inUse *InUseError
 	if err := h.m.RemoveBinding(ctx, "a", false); !errors.As(err, &inUse) || inUse.Claimed != 1 {
 		t.Fatalf("want InUseError with 1 claimed, have %v", err)
@@ -358,11 +365,10 @@ func TestRemoveBindingRefusesWhileClaimed(t *testing.T) {
 // available ones are re-probed, vanished ones end as lost, interrupted
 // creations and strangers are removed.
 func TestReconcileMatrix(t *testing.T) {
-	h := newHarness(t, 20, binding("a", 2, 0))
-	h.waitAvailable(t, "a", 2)
+	h := newWarmHarness(t, 20, binding("a", 2, 0))
 	ctx := context.Background()
-	claimed, _, _ := h.m.Claim(ctx, "a", "")
-	gone, _, _ := h.m.Claim(ctx, "a", "")
+	claimed := h.claimWarm(t, "a")
+	gone := h.claimWarm(t, "a")
 	h.waitAvailable(t, "a", 2)
 	h.stop() // the daemon "crashes": records and containers stay
 
@@ -423,11 +429,10 @@ func TestReconcileMatrix(t *testing.T) {
 
 // The culler ends idle and old claimed launches, never available ones.
 func TestCuller(t *testing.T) {
-	h := newHarness(t, 10, binding("a", 2, 0))
-	h.waitAvailable(t, "a", 2)
+	h := newWarmHarness(t, 10, binding("a", 2, 0))
 	ctx := context.Background()
-	idle, _, _ := h.m.Claim(ctx, "a", "")
-	busy, _, _ := h.m.Claim(ctx, "a", "")
+	idle := h.claimWarm(t, "a")
+	busy := h.claimWarm(t, "a")
 	now := time.Now()
 	act := activity{busy.ID: now.Add(50 * time.Minute)}
 	c := &Culler{Pools: h.m, Activity: act, Log: zerolog.Nop(),

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 
@@ -81,16 +80,10 @@ func (s *Store) GetBinding(ctx context.Context, name string) (api.Binding, error
 // ListBindings returns all bindings sorted by name.
 func (s *Store) ListBindings(ctx context.Context) ([]api.Binding, error) {
 	var bs []api.Binding
-	err := s.view(ctx, func(tx *bolt.Tx) error {
+	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
 		// Keys are in byte order, which is name order.
-		return tx.Bucket([]byte(bucketBindings)).ForEach(func(k, v []byte) error {
-			var b api.Binding
-			if err := json.Unmarshal(v, &b); err != nil {
-				return fmt.Errorf("decode %q: %w", k, err)
-			}
-			bs = append(bs, b)
-			return nil
-		})
+		bs, err = listJSON[api.Binding](tx.Bucket([]byte(bucketBindings)))
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list bindings: %w", err)

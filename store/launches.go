@@ -3,7 +3,6 @@ package store
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -116,15 +115,9 @@ func (s *Store) GetLaunch(ctx context.Context, id string) (api.Launch, error) {
 // first (ties by id).
 func (s *Store) LiveLaunches(ctx context.Context) ([]api.Launch, error) {
 	var ls []api.Launch
-	err := s.view(ctx, func(tx *bolt.Tx) error {
-		return tx.Bucket([]byte(bucketLive)).ForEach(func(k, v []byte) error {
-			var l api.Launch
-			if err := json.Unmarshal(v, &l); err != nil {
-				return fmt.Errorf("decode %q: %w", k, err)
-			}
-			ls = append(ls, l)
-			return nil
-		})
+	err := s.view(ctx, func(tx *bolt.Tx) (err error) {
+		ls, err = listJSON[api.Launch](tx.Bucket([]byte(bucketLive)))
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list live launches: %w", err)

@@ -219,6 +219,20 @@ func getJSON(b *bolt.Bucket, key string, v any) (found bool, err error) {
 	return true, nil
 }
 
+// listJSON decodes every value in b, in key order.
+func listJSON[T any](b *bolt.Bucket) ([]T, error) {
+	var out []T
+	err := b.ForEach(func(k, v []byte) error {
+		var x T
+		if err := json.Unmarshal(v, &x); err != nil {
+			return fmt.Errorf("decode %q: %w", k, err)
+		}
+		out = append(out, x)
+		return nil
+	})
+	return out, err
+}
+
 // putJSON encodes v as the value of key in b.
 func putJSON(b *bolt.Bucket, key string, v any) error {
 	raw, err := json.Marshal(v)

@@ -53,8 +53,7 @@ func TestCrashDuringBurst(t *testing.T) {
 
 	cfg := daemontest.Config(t, minPool)
 	cfg.Capacity = 40
-	p := daemontest.StartProcess(t, cfg)
-	t.Cleanup(func() { daemontest.RemoveInstance(t, cfg.Instance) })
+	p := startProcess(t, cfg)
 	waitPool(t, p.Client, "fake", minPool, 30*time.Second)
 
 	start := time.Now()

@@ -113,18 +113,32 @@ func TestEngineLossAndReturn(t *testing.T) {
 		t.Errorf("health after the engine came back: %+v %v", h, err)
 	}
 	wantOpens(t, d.URL, warm)
+	coldClaim(t, d, "cold start after the engine came back")
+}
+
+// coldClaim empties the pool of the fake binding, cold-starts a launch
+// (202) and returns it once it is claimed; what names the start in a
+// failure.
+func coldClaim(t *testing.T, d *daemontest.Daemon, what string) api.Launch {
+	t.Helper()
+	ctx := context.Background()
 	if _, err := d.Client.SetPool(ctx, "fake", api.PoolUpdate{MinPool: new(0)}); err != nil {
 		t.Fatal(err)
 	}
 	d.WaitPool(t, "fake", 0, 30*time.Second)
 	l, status, err := d.Client.Spawn(ctx, "fake", api.SpawnRequest{})
 	if err != nil || status != http.StatusAccepted {
-		t.Fatalf("cold start after the engine came back: %d %v", status, err)
+		t.Fatalf("%s: %d %v", what, status, err)
 	}
-	waitFor(t, 30*time.Second, "the cold start is claimed", func() bool {
-		l, err := d.Client.Launch(ctx, "fake", l.ID)
-		return err == nil && l.State == api.StateClaimed
+	waitFor(t, 30*time.Second, what+" is claimed", func() bool {
+		cur, err := d.Client.Launch(ctx, "fake", l.ID)
+		if err == nil && cur.State == api.StateClaimed {
+			l = cur
+			return true
+		}
+		return false
 	})
+	return l
 }
 
 // After some activity /metrics has the metrics with the right
@@ -135,22 +149,7 @@ func TestMetricsAfterActivity(t *testing.T) {
 	ctx := context.Background()
 	d.WaitPool(t, "fake", 1, 30*time.Second)
 	warm := claimWarm(t, d.Client, "fake")
-	if _, err := d.Client.SetPool(ctx, "fake", api.PoolUpdate{MinPool: new(0)}); err != nil {
-		t.Fatal(err)
-	}
-	d.WaitPool(t, "fake", 0, 30*time.Second)
-	cold, status, err := d.Client.Spawn(ctx, "fake", api.SpawnRequest{})
-	if err != nil || status != http.StatusAccepted {
-		t.Fatalf("cold spawn: %d %v", status, err)
-	}
-	waitFor(t, 30*time.Second, "the cold start is claimed", func() bool {
-		l, err := d.Client.Launch(ctx, "fake", cold.ID)
-		if err == nil && l.State == api.StateClaimed {
-			cold = l
-			return true
-		}
-		return false
-	})
+	cold := coldClaim(t, d, "cold spawn")
 	wantOpens(t, d.URL, warm)
 	ws := dialEcho(t, d.URL, warm, "metrics")
 	defer ws.conn.Close()

@@ -10,11 +10,23 @@ import (
 	"time"
 
 	"github.com/nbpool/nbpool/api"
+	"github.com/nbpool/nbpool/daemon"
+	"github.com/nbpool/nbpool/daemon/daemontest"
 )
 
 // Helpers of the lifecycle tests (culling, events, crash, restart,
 // shutdown). They take an *api.Client so that they serve in-process daemons
 // and daemon processes alike.
+
+// startProcess runs the daemon as a process (daemontest.StartProcess) and
+// removes the instance's containers at the end of the test, once the
+// process has been killed (cleanups run last registered first), so that
+// it cannot refill the pool behind the removal.
+func startProcess(t *testing.T, cfg daemon.Config) *daemontest.Process {
+	t.Helper()
+	t.Cleanup(func() { daemontest.RemoveInstance(t, cfg.Instance) })
+	return daemontest.StartProcess(t, cfg)
+}
 
 // open GETs base+path with a client of its own (no connection reuse across
 // daemon restarts) and returns the status.

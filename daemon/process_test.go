@@ -17,9 +17,8 @@ import (
 // READY=1 reaches NOTIFY_SOCKET only once the listener answers.
 func TestNotifyReadyAfterListener(t *testing.T) {
 	cfg := daemontest.Config(t, 0)
-	p := daemontest.StartProcess(t, cfg)
-	t.Cleanup(func() { daemontest.RemoveInstance(t, cfg.Instance) })
-	// StartProcess returned on READY=1; the very next request must answer.
+	p := startProcess(t, cfg)
+	// startProcess returned on READY=1; the very next request must answer.
 	resp, err := http.Get(p.URL + "/api/health")
 	if err != nil {
 		t.Fatalf("READY=1 was sent but the listener does not answer: %v", err)

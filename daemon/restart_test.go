@@ -28,8 +28,7 @@ func TestRestartWith100Containers(t *testing.T) {
 	cfg := daemontest.Config(t, available)
 	cfg.Capacity = claimed + available + 10
 	cfg.SpawnConcurrency = 8
-	p := daemontest.StartProcess(t, cfg)
-	t.Cleanup(func() { daemontest.RemoveInstance(t, cfg.Instance) })
+	p := startProcess(t, cfg)
 	fill := time.Now()
 	waitPool(t, p.Client, "fake", available, 3*time.Minute)
 	launches := make([]api.Launch, claimed)

@@ -32,8 +32,7 @@ func TestShutdownDrainsWith50Websockets(t *testing.T) {
 	const grace = 3 * time.Second
 	cfg := daemontest.Config(t, 5)
 	cfg.ShutdownGrace = api.Duration(grace)
-	p := daemontest.StartProcess(t, cfg)
-	t.Cleanup(func() { daemontest.RemoveInstance(t, cfg.Instance) })
+	p := startProcess(t, cfg)
 	waitPool(t, p.Client, "fake", 5, 30*time.Second)
 	launches := make([]api.Launch, 5)
 	for i := range launches {
@@ -132,8 +131,7 @@ func TestShutdownCutsStreamsAtGrace(t *testing.T) {
 	const grace = 2 * time.Second
 	cfg := daemontest.Config(t, 1)
 	cfg.ShutdownGrace = api.Duration(grace)
-	p := daemontest.StartProcess(t, cfg)
-	t.Cleanup(func() { daemontest.RemoveInstance(t, cfg.Instance) })
+	p := startProcess(t, cfg)
 	waitPool(t, p.Client, "fake", 1, 30*time.Second)
 	l := claimWarm(t, p.Client, "fake")
 	done := make(chan streamResult, 1)

@@ -27,13 +27,9 @@ func TestBrowserNotebook(t *testing.T) {
 	cfg.Bindings[0].Pool.Max = 1
 	d := daemontest.Start(t, cfg)
 	b := newBrowser(t)
-	d.WaitPool(t, "jupyter", 1, 90*time.Second)
+	l := claimWarmJupyter(t, d, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	l, status, err := d.Client.Spawn(ctx, "jupyter", api.SpawnRequest{})
-	if err != nil || status != http.StatusCreated {
-		t.Fatalf("spawn from a warm pool: status %d, %v; want 201", status, err)
-	}
 	s := sessionFromURL(t, d.URL, l.URL)
 	nb := testNotebook()
 	nb["cells"] = []any{map[string]any{"cell_type": "code", "id": "first", "metadata": map[string]any{},
@@ -126,13 +122,9 @@ func TestBrowserSessionEnded(t *testing.T) {
 	cfg.Cull.Period = api.Duration(500 * time.Millisecond)
 	d := daemontest.Start(t, cfg)
 	b := newBrowser(t)
-	d.WaitPool(t, "jupyter", 2, 90*time.Second)
+	l := claimWarmJupyter(t, d, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	l, _, err := d.Client.Spawn(ctx, "jupyter", api.SpawnRequest{})
-	if err != nil {
-		t.Fatal(err)
-	}
 	tree := chromedp.WaitVisible(chromedp.CSS(`#notebook_list`))
 	if err := b.load(d.URL+l.URL, tree, 30*time.Second); err != nil {
 		b.fail("open the launch URL", err)
@@ -169,7 +161,7 @@ func TestBrowserSessionEnded(t *testing.T) {
 	}
 	t.Logf("session ended page: %s", b.screenshot("session-ended.png"))
 
-	err = b.retry("relaunch", func(ctx context.Context, again bool) error {
+	err := b.retry("relaunch", func(ctx context.Context, again bool) error {
 		click := chromedp.Click(relaunch)
 		if again && !strings.Contains(b.location(), l.ID) {
 			click = chromedp.Reload() // of the new launch's page

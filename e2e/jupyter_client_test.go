@@ -94,6 +94,20 @@ func jupyterConfig(t *testing.T, minPool int) daemon.Config {
 	return cfg
 }
 
+// claimWarmJupyter waits until the jupyter pool has n warm containers and
+// claims one of them (201).
+func claimWarmJupyter(t *testing.T, d *daemontest.Daemon, n int) api.Launch {
+	t.Helper()
+	d.WaitPool(t, "jupyter", n, 90*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	l, status, err := d.Client.Spawn(ctx, "jupyter", api.SpawnRequest{})
+	if err != nil || status != http.StatusCreated {
+		t.Fatalf("spawn from a warm pool: status %d, %v; want 201", status, err)
+	}
+	return l
+}
+
 // session is one launch seen from outside: the daemon URL and the launch's
 // base path and token, used through the proxy as a notebook client would.
 type session struct {

@@ -95,13 +95,9 @@ func spawnToReply(ctx context.Context, t *testing.T, d *daemontest.Daemon) time.
 // path escaped as a browser escapes it (%20, %C3%BC).
 func TestJupyterContents(t *testing.T) {
 	d := daemontest.Start(t, jupyterConfig(t, 1))
-	d.WaitPool(t, "jupyter", 1, 90*time.Second)
+	l := claimWarmJupyter(t, d, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	l, status, err := d.Client.Spawn(ctx, "jupyter", api.SpawnRequest{})
-	if err != nil || status != http.StatusCreated {
-		t.Fatalf("spawn from a warm pool: status %d, %v; want 201", status, err)
-	}
 	s := sessionFromURL(t, d.URL, l.URL)
 
 	type entry struct {

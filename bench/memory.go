@@ -153,6 +153,9 @@ var nanBase = func() float64 { var z float64; return z / z }()
 
 func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
+// metricsClient reads /metrics; a daemon that hangs must not hang the run.
+var metricsClient = &http.Client{Timeout: 10 * time.Second}
+
 // sampleMemory reads the daemon's RSS and a few runtime figures.
 func sampleMemory(ctx context.Context, d *nbd) (memorySample, error) {
 	m, err := d.Mem()
@@ -162,7 +165,7 @@ func sampleMemory(ctx context.Context, d *nbd) (memorySample, error) {
 	s := memorySample{RSS: m.RSS, RSSAnon: m.Anon, RSSFile: m.File}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, d.URL+"/metrics", nil)
 	req.Header.Set("Authorization", "token "+adminToken)
-	if res, err := http.DefaultClient.Do(req); err == nil {
+	if res, err := metricsClient.Do(req); err == nil {
 		sc := bufio.NewScanner(res.Body)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
@@ -246,7 +249,7 @@ func claimStopCycles(ctx context.Context, d *nbd, binding string, n int, res *me
 	var mu sync.Mutex
 	var errs []error
 	var wg sync.WaitGroup
-	step := int64(n / 10)
+	step := int64(max(n/10, 1))
 	start := time.Now()
 	for range 4 {
 		wg.Add(1)

@@ -85,8 +85,8 @@ func newStack(t *testing.T) *stack {
 	return &stack{url: hs.URL, pools: mgr, store: st}
 }
 
-// answer is what a request got: the endpoint it was for, status and the
-// error name (or "" for a success).
+// answer is what a request got: its status, the error name (or "" for a
+// success) and the body.
 type answer struct {
 	status int
 	name   string
